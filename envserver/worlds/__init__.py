@@ -1,0 +1,26 @@
+"""World registry: `make_world(name, n_agents, batch, seed)`."""
+
+from __future__ import annotations
+
+import importlib
+
+from envserver.worlds.base import StepResult, World, WorldSpec
+
+# name -> "module:class"; imported lazily so a small world never pays for a big one's imports
+REGISTRY: dict[str, str] = {
+    "predation": "envserver.worlds.predation:PredationWorld",
+    "navigation": "envserver.worlds.navigation:NavigationWorld",
+    "cleanup": "envserver.worlds.cleanup:CleanupWorld",
+    "harvest": "envserver.worlds.harvest:HarvestWorld",
+}
+
+
+def make_world(name: str, n_agents: int, batch: int, seed: int) -> World:
+    """Build B seeded parallel copies of the named world for n_agents agents."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown env {name!r}; choose one of {sorted(REGISTRY)}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)(n_agents=n_agents, batch=batch, seed=seed)
+
+
+__all__ = ["StepResult", "World", "WorldSpec", "make_world"]

@@ -12,22 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class WorldSpec:
-    """Public facts about a world that agents and the runtime need before the first step."""
-
-    name: str
-    n_agents: int
-    batch: int
-    obs_shape: tuple[int, ...]
-    obs_dtype: str  # "float32" or "uint8" (image worlds; agents scale by 1/255)
-    n_actions: int
-    horizon: int
-    default_action: int  # executed for an agent whose action did not arrive in time
-    # candidates[i]: sorted ids of the agents i may exchange with (its candidate neighbours)
-    candidates: tuple[tuple[int, ...], ...]
-    dynamic_neighbors: bool  # True if the per-step masks can switch candidates off
+from protocol.spec import WorldSpec  # noqa: F401  (re-exported: part of the world contract)
 
 
 @dataclass

@@ -1,0 +1,59 @@
+"""`ss-agent`: one SS agent as its own OS process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from protocol.config import AUDIT_MODES
+from protocol.logsetup import configure_logging
+
+DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
+
+
+def parse_ids(text: str | None) -> tuple[int, ...] | None:
+    """'2,4' -> (2, 4); '' -> () (no neighbours); None -> None (take the topology from the coordinator)."""
+    if text is None:
+        return None
+    try:
+        return tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError as err:
+        raise click.BadParameter(f"expected comma-separated agent ids like 2,4, got {text!r}") from err
+
+
+@click.command(epilog="Example: ss-agent --id 3 --neighbors 2,4   (against a coordinator on localhost)")
+@click.option("--id", "agent_id", type=click.IntRange(min=0), required=True, help="This agent's id (0..N-1).")
+@click.option("--neighbors", default=None, metavar="IDS",
+              help="Comma-separated ids this agent exchanges with, e.g. 2,4. Omit to use the topology the "
+                   "coordinator gives (the config's static graph, or the env's per-step neighbourhoods).")
+@click.option("--coordinator", default=DEFAULT_COORDINATOR, show_default=True, help="Coordinator endpoint.")
+@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True,
+              help="Where to bind this agent's PUB socket (port 0 = any free port).")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/latest", show_default=True,
+              help="Run directory: writes agents/<id>/{train.csv,checkpoint.pt,audit.log}.")
+@click.option("--run-id", default="ssmarl", show_default=True,
+              help="Run id; messages of any other run are dropped. Must match the coordinator's.")
+@click.option("--audit", type=click.Choice(AUDIT_MODES), default="frames", show_default=True,
+              help="Audit log keeps every outbound frame, or only their hashes (long runs).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, out: str, run_id: str,
+         audit: str, verbose: bool) -> None:
+    """Run ONE agent: its own policy, suggestion nets, critic, rewards and RNG, in this process.
+
+    It registers with the coordinator, gets the run config and its neighbours' endpoints, then trains:
+    rollouts against the env server, and per update K exchange rounds of action distributions (DIST)
+    and suggestions (SUGG) with its neighbours over ZeroMQ pub/sub. Nothing else leaves the process;
+    every outbound byte is recorded in agents/<id>/audit.log.
+    """
+    from agent.process import AgentOptions, run_agent
+
+    configure_logging(verbose)
+    opts = AgentOptions(agent_id=agent_id, neighbors=parse_ids(neighbors), coordinator=coordinator,
+                        bind=bind, out=Path(out), run_id=run_id, audit=audit)
+    try:
+        run_agent(opts)
+    except (RuntimeError, TimeoutError) as err:
+        click.echo(f"ss-agent {agent_id}: {err}", err=True)
+        sys.exit(1)

@@ -1,0 +1,139 @@
+"""The `ss-agent` process: one agent, its private nets, rewards and RNG, talking only over ZeroMQ.
+
+Lifecycle: bind our XPUB -> HELLO to the coordinator -> DIRECTORY (config, world spec, neighbours and
+their endpoints) -> connect one SUB per neighbour -> wait until every neighbour subscribed to us ->
+READY -> START -> per update: roll out against the env server in lockstep, then K exchange rounds with
+the neighbours, each followed by one gradient pass -> train.csv, checkpoint -> STOP.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zmq
+
+from agent.env_link import EnvLink
+from agent.learner import Learner
+from agent.peer_link import PeerLink
+from agent.records import open_train_log, save_checkpoint
+from protocol import sockets
+from protocol.audit import Outbox
+from protocol.auditlog import AuditLog
+from protocol.inbox import Inbox
+from protocol.rendezvous import CoordinatorLink, Directory
+from protocol.rundir import RunDir
+
+log = logging.getLogger("ss-agent")
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """How this agent process was started (its command line)."""
+
+    agent_id: int
+    neighbors: tuple[int, ...] | None
+    coordinator: str
+    bind: str
+    out: Path
+    run_id: str
+    audit: str = "frames"
+    register_deadline_s: float = 600.0
+
+
+class AgentProcess:
+    """Owns the sockets of one agent; the learning itself is the socket-free `Learner`."""
+
+    def __init__(self, opts: AgentOptions):
+        self.opts = opts
+        self.me = opts.agent_id
+        self.run_dir = RunDir(opts.out)
+        self.run_dir.agent(self.me).mkdir(parents=True, exist_ok=True)
+        self.ctx = zmq.Context()
+        self.pub = sockets.xpub(self.ctx)
+        self.pub_endpoint = sockets.bind_random(self.pub) if opts.bind.endswith(":0") else self._bind(opts.bind)
+        self.audit_log = AuditLog(self.run_dir.audit(self.me), mode=opts.audit)
+        self.inbox = Inbox(f"agent {self.me}", log, run=opts.run_id)
+        # Until the DIRECTORY says which algorithm runs, only what every algorithm may send is allowed.
+        self.outbox = Outbox("agent", "ippo", opts.run_id, self.me, self.audit_log)
+        self.coordinator = CoordinatorLink(self.ctx, opts.coordinator, "agent", self.outbox, self.inbox)
+        self.peers: PeerLink | None = None
+        self.env: EnvLink | None = None
+
+    def _bind(self, endpoint: str) -> str:
+        self.pub.bind(endpoint)
+        return endpoint
+
+    def run(self) -> None:
+        """Register, train to the end, report STOP; any failure is reported to the coordinator too."""
+        torch.set_num_threads(1)
+        directory = self.coordinator.register(self.pub_endpoint, self.opts.neighbors, self.opts.register_deadline_s)
+        config = directory.config
+        self.outbox = Outbox("agent", config.algo, self.opts.run_id, self.me, self.audit_log)
+        self.coordinator.outbox = self.outbox
+        self.peers = PeerLink(self.ctx, self.me, self.pub, self.pub_endpoint, directory.peers,
+                              self.outbox, self.inbox, directory.spec.n_actions)
+        self.peers.wait_subscribed(self.opts.register_deadline_s)
+        self.env = EnvLink(self.ctx, directory.envserver, self.outbox, self.inbox, directory.spec,
+                           len(directory.neighbors))
+        learner = Learner(self.me, directory.spec, directory.neighbors, config)
+        self.coordinator.ready_and_wait_start(self.opts.register_deadline_s)
+        log.info("agent %d: START (%s, neighbours %s)", self.me, config.algo, list(directory.neighbors))
+        try:
+            self.train(learner, directory)
+        except Exception as err:
+            self.coordinator.stop(f"error: {err}")
+            raise
+        self.coordinator.stop("finished")
+
+    def train(self, learner: Learner, directory: Directory) -> None:
+        config, spec = directory.config, directory.spec
+        rows = spec.horizon * spec.batch
+        train_log = open_train_log(self.run_dir.train(self.me), None)
+        try:
+            for update in range(config.updates):
+                self.rollout(learner, update, config.step_deadline_s, config.reset_deadline_s, spec.horizon)
+                learner.begin_update()
+                for k in range(config.iterations):
+                    received = self.peers.exchange(update * config.iterations + k, learner.outgoing(k),
+                                                   rows, config.round_deadline_s)
+                    learner.update_step(k, received)
+                episode = (update + 1) * config.batch
+                train_log.append({"update": update + 1, "episode": episode, **learner.end_update()})
+                if (update + 1) % config.checkpoint_every == 0 or update + 1 == config.updates:
+                    save_checkpoint(self.run_dir.checkpoint(self.me), update + 1, episode, learner.state_dict())
+        finally:
+            train_log.close()
+
+    def rollout(self, learner: Learner, update: int, step_deadline: float, reset_deadline: float,
+                horizon: int) -> None:
+        """One episode batch in lockstep with the env server: act on our own observations only."""
+        reply = self.env.reset(update, reset_deadline)
+        for t in range(1, horizon + 1):
+            actions = learner.act(reply.body["obs"], reply.body["mask"])
+            reply = self.env.step(update, t, np.asarray(actions, dtype=np.int64), step_deadline)
+            if reply.body["default_used"]:
+                log.warning("agent %d: the env server used the default action for us at step %d", self.me, t)
+            learner.record(reply.body["reward"], reply.body["truncated"], reply.body["obs"])
+
+    def close(self) -> None:
+        """Release sockets and write the receive-side accounting next to the audit log."""
+        for link in (self.peers, self.env, self.coordinator):
+            if link is not None:
+                link.close()
+        self.pub.close()
+        self.audit_log.close()
+        self.inbox.write_summary(self.run_dir.agent(self.me) / "received.json")
+        self.ctx.term()
+
+
+def run_agent(opts: AgentOptions) -> None:
+    """Run one agent process to completion."""
+    process = AgentProcess(opts)
+    try:
+        process.run()
+    finally:
+        process.close()

@@ -1,0 +1,35 @@
+"""An agent's private files: train.csv rows and the atomic checkpoint used to resume."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from protocol.csvlog import CsvLog
+
+TRAIN_COLUMNS = (
+    "update", "episode", "policy_loss", "value_loss", "penalty", "kappa", "entropy",
+    "suggestion_mse", "mean_reward", "comm_gaps", "active_neighbors",
+)
+
+
+def open_train_log(path: Path, keep_until_episode: int | None) -> CsvLog:
+    """The agent's private training log."""
+    return CsvLog(path, TRAIN_COLUMNS, keep_until_episode)
+
+
+def save_checkpoint(path: Path, update: int, episode: int, learner_state: dict[str, Any]) -> None:
+    """Write atomically: a crash leaves either the old or the new checkpoint, never a torn one."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"update": update, "episode": episode, "learner": learner_state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The saved checkpoint, or None if there is none."""
+    if not path.exists():
+        return None
+    return torch.load(path, weights_only=False)

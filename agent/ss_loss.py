@@ -1,0 +1,124 @@
+"""The Suggestion Sharing loss of agent i (paper eqs. 13-16 and 18), on R rows of its rollout.
+
+Pure tensors in, loss out. Everything received from a neighbour j (its actions a_j, behaviour
+probabilities, current distribution P_jj and suggestion S_ji) is a constant: it is detached here.
+With no neighbours the loss is exactly PPO-clip plus the critic loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class NeighbourTerms:
+    """What agent i has about one active neighbour j in this round; rows align with i's rollout."""
+
+    logp_ij: torch.Tensor  # [R, A_j] log pi_ij(.|o_i): i's suggestion for j (grad to theta_ij)
+    actions: torch.Tensor  # [R] int64 a_j, received
+    behaviour: torch.Tensor  # [R] pi_jj_old(a_j|o_j), received
+    probs: torch.Tensor  # [R, A_j] P_jj = pi_jj(.|o_j), received this round
+    suggestion: torch.Tensor  # [R, A_i] S_ji = pi_ji(.|o_j), received this round
+    mask: torch.Tensor  # [R] float 1.0 where j is i's neighbour at that step, else 0.0
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """The loss to minimise and detached statistics of its parts."""
+
+    total: torch.Tensor  # -mean(surr - pen) + value_coef * critic loss
+    surrogate: float  # mean of the dual-clipped surrogate
+    penalty: float  # mean of the suggestion penalties
+    value_loss: float  # eq. 18
+    entropy: float  # mean entropy of pi_ii
+    suggestion_sq_sum: float  # sum over active (row, j) of mean_a (pi_ii - S_ji)^2 (paper Fig. 5)
+    suggestion_count: int  # number of active (row, j) pairs in that sum
+
+
+def taken(x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """x[r, actions[r]] for x [R, A] and actions [R]."""
+    return x.gather(1, actions.unsqueeze(1)).squeeze(1)
+
+
+def indicator(pi_a: torch.Tensor, ref_a: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """Eqs. 14-15: 1.0 where (pi(a)/ref(a) - 1) * A >= 0 (the update would widen the gap), else 0.0.
+
+    Written (pi(a) - ref(a)) * A >= 0, i.e. multiplied through by ref(a) > 0, so that it stays
+    finite when ref(a) = 0.
+    """
+    return ((pi_a - ref_a) * A >= 0).to(A.dtype)
+
+
+def ss_loss(
+    logp_ii: torch.Tensor,
+    actions: torch.Tensor,
+    behaviour: torch.Tensor,
+    advantages: torch.Tensor,
+    kappa: torch.Tensor | float,
+    rho: float,
+    neighbours: Sequence[NeighbourTerms],
+    clip_eps: float,
+    values: torch.Tensor,
+    returns: torch.Tensor,
+    value_coef: float,
+) -> LossTerms:
+    """Eq. 16 (maximised, so negated) plus value_coef * eq. 18.
+
+    logp_ii [R, A_i] log pi_ii(.|o_i) (grad to theta_ii); actions a_i [R]; behaviour
+    pi_ii_old(a_i|o_i) [R]; advantages A_i [R] and kappa_i = mean |A_i| (constants); values
+    V_i(o_i) [R] (grad to phi_i) and critic targets G_i [R].
+    """
+    A = advantages.detach()
+    kappa = torch.as_tensor(kappa).detach()
+    pi_ii = logp_ii.exp()
+    pi_ii_a = taken(pi_ii, actions)
+
+    # eq. 13: xi_i = pi_ii(a_i|o_i) / pi_ii_old(a_i|o_i)                      (clipped below)
+    xi_i = pi_ii_a / behaviour.detach()
+    # eq. 13: xi_N = prod_j pi_ij(a_j|o_i) / pi_jj_old(a_j|o_j)               (unclipped);
+    # a neighbour masked out at a step contributes the factor 1 there.
+    one = torch.ones_like(A)
+    xi_n = one
+    penalty = torch.zeros_like(A)
+    sq_sum, count = 0.0, 0
+    for n in neighbours:
+        a_j, P_jj, S_ji = n.actions.detach(), n.probs.detach(), n.suggestion.detach()
+        mask = n.mask.detach()
+        active = mask > 0
+        pi_ij = n.logp_ij.exp()
+        pi_ij_a = taken(pi_ij, a_j)
+        beh_j = torch.where(active, n.behaviour.detach(), one)  # no 0/0 in inactive rows' grads
+        xi_n = xi_n * torch.where(active, pi_ij_a / beh_j, one)
+
+        # eqs. 14-15, recomputed at every step without grad
+        with torch.no_grad():
+            I_ij = indicator(pi_ij_a, taken(P_jj, a_j), A)
+            I_ii = indicator(pi_ii_a, taken(S_ji, actions), A)
+            gap_ii = ((pi_ii - S_ji) ** 2).mean(dim=1)
+            sq_sum += float(gap_ii[active].sum())
+            count += int(active.sum())
+
+        # eq. 16 penalties: ||pi_ij(.|o_i) - pi_jj||^2 and ||pi_ii(.|o_i) - pi_ji||^2
+        penalty = penalty + mask * (
+            I_ij * ((pi_ij - P_jj) ** 2).sum(dim=1) + I_ii * ((pi_ii - S_ji) ** 2).sum(dim=1)
+        )
+    penalty = kappa * rho * penalty
+
+    # eq. 16: min(xi_i xi_N A, clip(xi_i, 1-eps, 1+eps) xi_N A) = xi_N min(...) as xi_N > 0
+    surrogate = xi_n * torch.min(xi_i * A, torch.clamp(xi_i, 1 - clip_eps, 1 + clip_eps) * A)
+    objective = (surrogate - penalty).mean()
+    # eq. 18: L_V = E[(V_i(s_t) - G_t)^2]
+    value_loss = ((values - returns.detach()) ** 2).mean()
+    entropy = -(pi_ii * logp_ii).sum(dim=1).mean()
+    return LossTerms(
+        total=-objective + value_coef * value_loss,
+        surrogate=float(surrogate.detach().mean()),
+        penalty=float(penalty.detach().mean()),
+        value_loss=float(value_loss.detach()),
+        entropy=float(entropy.detach()),
+        suggestion_sq_sum=sq_sum,
+        suggestion_count=count,
+    )

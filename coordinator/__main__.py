@@ -1,0 +1,3 @@
+from coordinator.cli import coordinator_main
+
+coordinator_main()

@@ -1,0 +1,135 @@
+"""Command lines of the run-level tools: `ss-sim`, `ss-cluster`, `ss-coordinator`.
+
+All three take the same run options, resolved the same way (CLI > --config file > env defaults).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from protocol.config import ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve
+from protocol.rundir import RunDir
+
+
+RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "preset")
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every run-level command shares; passes a resolved `config: RunConfig`."""
+
+    @click.option("--env", type=click.Choice(sorted(PAPER_DEFAULTS)), default=None,
+                  help="World to train on. [default: predation]")
+    @click.option("--agents", type=int, default=None,
+                  help="Number of agents. [default: per env: predation 8, navigation 3, cleanup/harvest 4]")
+    @click.option("--episodes", type=int, default=None,
+                  help="Episodes in total; each update consumes --batch of them. [default: 3200]")
+    @click.option("--batch", type=int, default=None,
+                  help="Parallel worlds per update (episodes per update). [default: 16]")
+    @click.option("--seed", type=int, default=None, help="Run seed: same seed, same numbers. [default: 0]")
+    @click.option("--algo", type=click.Choice(ALGORITHMS), default=None,
+                  help="ss = Suggestion Sharing; ippo = independent PPO (no exchange). [default: ss]")
+    @click.option("--rho", type=float, default=None,
+                  help="SS penalty coefficient; 0 is the paper's ablation. [default: per env]")
+    @click.option("--preset", type=click.Choice(PRESETS), default=None,
+                  help="Hyperparameter table: 'default' (shipped) or 'paper' (the paper's Table 2).")
+    @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                  help="TOML file with any RunConfig field; command-line options override it.")
+    @click.option("--out", type=click.Path(file_okay=False), required=True,
+                  help="Run directory to write (config.toml, metrics.csv, agents/<id>/...).")
+    @functools.wraps(command)
+    def wrapper(config_file: str | None, out: str, **options: Any) -> Any:
+        given = {name: options.pop(name) for name in RUN_OPTIONS}
+        try:
+            config = resolve(load_toml(config_file) if config_file else None, given)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from err
+        return command(config=config, out=Path(out), **options)
+
+    return wrapper
+
+
+def check_resumable(config: RunConfig, out: Path) -> None:
+    """Refuse to resume into a run directory whose config differs in more than `episodes`."""
+    existing_path = RunDir(out).config
+    if not existing_path.exists():
+        return
+    existing = RunConfig.from_dict(load_toml(existing_path)).to_dict()
+    wanted = config.to_dict()
+    existing.pop("episodes"), wanted.pop("episodes")
+    diff = sorted(k for k in wanted if wanted[k] != existing.get(k))
+    if diff:
+        raise click.UsageError(
+            f"{out} holds a run with a different config ({', '.join(diff)}); "
+            "use another --out, or --no-resume to overwrite it"
+        )
+
+
+@click.command(epilog="Example: ss-sim --env predation --agents 2 --episodes 48000 --batch 16 --out runs/p2")
+@run_options
+@click.option("--no-resume", is_flag=True, help="Start over even if --out holds checkpoints.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in logs).")
+def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool) -> None:
+    """Train all agents and the world in ONE process with an in-memory exchange.
+
+    The reference implementation of the algorithm: `ss-cluster` with the same options and seed must
+    produce bit-identical metrics.csv and parameters. Resumes from the last checkpoint in --out.
+    """
+    from coordinator.sim import Simulation
+
+    if not no_resume:
+        check_resumable(config, out)
+    sim = Simulation(config, out)
+    if not no_resume and (done := sim.resume()):
+        click.echo(f"resuming {out} from update {done} of {config.updates}", err=True)
+    sim.run(progress=not no_progress)
+    click.echo(f"done: {config.updates} updates ({config.updates * config.batch} episodes) -> {out}", err=True)
+
+
+@click.command(epilog="Example: ss-cluster --env predation --agents 8 --episodes 200 --out runs/demo")
+@run_options
+@click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in logs).")
+def cluster_main(config: RunConfig, out: Path, no_progress: bool) -> None:
+    """Run a local cluster: the coordinator, the env server and one OS process per agent.
+
+    Same options and same run directory as `ss-sim` (plus processes.json and logs/<process>.log);
+    same seed gives bit-identical metrics.csv and parameters. Ctrl-C, or any process failing, stops
+    every process; the exit code is non-zero and the failing process's last log lines are printed.
+    """
+    from coordinator.launcher import run_cluster
+
+    code = run_cluster(config, out, progress=not no_progress)
+    if code == 0:
+        click.echo(f"done: {config.updates} updates ({config.updates * config.batch} episodes) -> {out}", err=True)
+    sys.exit(code)
+
+
+@click.command(epilog="Example: ss-coordinator --env navigation --episodes 320 --out runs/nav")
+@run_options
+@click.option("--bind", default="tcp://127.0.0.1:5550", show_default=True, help="Endpoint to listen on.")
+@click.option("--run-id", default="ssmarl", show_default=True,
+              help="Run id; every process of the run must be started with the same one.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, verbose: bool) -> None:
+    """Rendezvous, directory and lifecycle for a cluster; never sees a learning payload.
+
+    Waits for the env server and all --agents agents to register, sends each its directory (the
+    config, the world spec, its neighbours' endpoints), broadcasts START once all are READY, and
+    exits when all have finished. The run does not depend on it after START.
+    """
+    from coordinator.server import Coordinator
+    from protocol.logsetup import configure_logging
+
+    configure_logging(verbose)
+    rd = RunDir(out)
+    rd.make(config.agents)
+    coordinator = Coordinator(config, run_id, bind, rd)
+    try:
+        code = coordinator.run()
+    finally:
+        coordinator.close()
+    sys.exit(code)

@@ -1,0 +1,165 @@
+"""`ss-cluster`: a whole local cluster - coordinator, env server, N agents - as separate OS processes.
+
+Every child gets its own log file in DIR/logs/ and is listed in DIR/processes.json. If any child
+fails, or on Ctrl-C, every child is stopped (SIGTERM, then SIGKILL after a grace period) and the
+launcher exits non-zero, printing the failing process's last log lines. Children also receive SIGTERM
+if the launcher itself dies (Linux parent-death signal), so no run leaves orphans behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from coordinator.progress import RunProgress
+from protocol.config import RunConfig, write_toml
+from protocol.csvlog import read_rows
+from protocol.rundir import RunDir
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """One process of the cluster."""
+
+    role: str
+    id: int | None
+    cmd: list[str]
+    log: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def label(self) -> str:
+        return self.role if self.id is None else f"{self.role} {self.id}"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_die_with_parent, env=environ_for_children(),
+            )
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Cluster:
+    """Builds the command lines, starts the children, watches them, and stops them all."""
+
+    def __init__(self, config: RunConfig, out: Path, run_id: str | None = None):
+        self.config = config
+        self.run_dir = RunDir(out)
+        self.run_id = run_id or f"run-{secrets.token_hex(4)}"
+        self.coordinator = f"tcp://127.0.0.1:{free_port()}"
+        self.children: list[Child] = []
+
+    def commands(self) -> list[Child]:
+        py, rd, logs = sys.executable, self.run_dir, self.run_dir.logs
+        common = ["--out", str(rd.root), "--run-id", self.run_id]
+        children = [
+            Child("coordinator", None, [py, "-m", "coordinator", "--config", str(rd.config),
+                                        "--bind", self.coordinator, *common], logs / "coordinator.log"),
+            Child("envserver", None, [py, "-m", "envserver", "--coordinator", self.coordinator, *common],
+                  logs / "envserver.log"),
+        ]
+        for i in range(self.config.agents):
+            children.append(Child("agent", i, [py, "-m", "agent", "--id", str(i), "--coordinator",
+                                               self.coordinator, "--audit", self.config.audit, *common],
+                                  logs / f"agent-{i}.log"))
+        return children
+
+    def start(self) -> None:
+        """Write config.toml, start every process, and record them in processes.json."""
+        self.run_dir.make(self.config.agents)
+        write_toml(self.config, self.run_dir.config)
+        self.children = self.commands()
+        for child in self.children:
+            child.start()
+        self.run_dir.processes.write_text(json.dumps([
+            {"role": c.role, "id": c.id, "pid": c.proc.pid, "cmd": c.cmd, "log": str(c.log)}
+            for c in self.children
+        ], indent=2))
+
+    def wait(self, progress: bool = True) -> Child | None:
+        """Until all children exit; returns the first child that failed (None if all succeeded)."""
+        bar = RunProgress(self.config, enabled=progress)
+        shown = 0
+        try:
+            while True:
+                failed = next((c for c in self.children if c.proc.poll() not in (None, 0)), None)
+                if failed is not None:
+                    return failed
+                shown = self._show_progress(bar, shown)
+                if all(c.proc.poll() == 0 for c in self.children):
+                    return None
+                time.sleep(0.5)  # polling child exit codes, not synchronising with them
+        finally:
+            bar.close()
+
+    def _show_progress(self, bar: RunProgress, shown: int) -> int:
+        if not self.run_dir.metrics.exists():
+            return shown
+        rows = read_rows(self.run_dir.metrics)
+        if len(rows) > shown:
+            bar.advance(rows[-1], len(rows) - shown)
+        return len(rows)
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM every live child, SIGKILL whoever is still alive after the grace period."""
+        live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+        for child in live:
+            child.proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + grace_s
+        for child in live:
+            try:
+                child.proc.wait(timeout=max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+
+
+def run_cluster(config: RunConfig, out: Path, progress: bool = True) -> int:
+    """Start, watch and stop a local cluster; returns the exit code for `ss-cluster`."""
+    cluster = Cluster(config, out)
+    cluster.start()
+    try:
+        failed = cluster.wait(progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every process of the cluster", file=sys.stderr)
+        return 130
+    finally:
+        cluster.stop()
+    if failed is not None:
+        print(f"{failed.label} (pid {failed.proc.pid}) exited with code {failed.proc.returncode}; "
+              f"last lines of {failed.log}:\n{failed.tail()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def environ_for_children() -> dict[str, str]:
+    """Children run single-threaded BLAS/torch: many agents share few cores."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

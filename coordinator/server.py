@@ -1,0 +1,195 @@
+"""`ss-coordinator`: rendezvous, directory and run lifecycle. Never on the data path.
+
+Protocol (DESIGN.md section 6): every agent and the env server sends HELLO (its endpoint, optionally
+its neighbour list); once all N agents and the env server are registered, each gets a DIRECTORY (the
+resolved run config, the world spec, its neighbours and their endpoints, the env server's endpoint);
+each reports READY once its links are up; then START is broadcast. After START the coordinator only
+watches (HEARTBEAT, STOP); the run does not depend on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from protocol.topology import resolve_neighbors
+from envserver.worlds import make_world
+from protocol import sockets
+from protocol.audit import Outbox
+from protocol.auditlog import AuditLog
+from protocol.config import RunConfig, write_toml
+from protocol.inbox import Inbox
+from protocol.messages import COORDINATOR_ID, ENVSERVER_ID, Kind
+from protocol.rundir import RunDir
+
+log = logging.getLogger("ss-coordinator")
+
+
+@dataclass
+class Member:
+    """A registered process: its routing id on our ROUTER, its endpoint, its claimed neighbours."""
+
+    routing_id: bytes
+    endpoint: str
+    neighbors: tuple[int, ...] | None = None
+    ready: bool = False
+    stopped: str | None = None
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+class RegistrationError(RuntimeError):
+    """The processes that registered cannot form the configured run."""
+
+
+class Coordinator:
+    """Holds the run config, the directory and the topology; drives HELLO -> DIRECTORY -> READY -> START."""
+
+    def __init__(self, config: RunConfig, run_id: str, bind: str, run_dir: RunDir):
+        self.config = config
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.ctx = zmq.Context()
+        self.sock = sockets.router(self.ctx)
+        self.sock.bind(bind)
+        self.endpoint = bind
+        self.inbox = Inbox("coordinator", log, run=run_id)
+        self.outbox = Outbox("coordinator", config.algo, run_id, COORDINATOR_ID,
+                             AuditLog(run_dir.process_audit("coordinator"), mode=config.audit))
+        self.members: dict[int, Member] = {}
+        self.started = False
+
+    # ---- message handling -------------------------------------------------------------------
+
+    def poll(self, timeout_ms: int) -> None:
+        """Handle every message that arrives within `timeout_ms`."""
+        if not self.sock.poll(timeout_ms):
+            return
+        while True:
+            try:
+                routing_id, frame = self.sock.recv_multipart(zmq.NOBLOCK)[:2]
+            except zmq.Again:
+                return
+            except ValueError:
+                self.inbox.drop("invalid", "a frame without a routing id")
+                continue
+            self.handle(routing_id, frame)
+
+    def handle(self, routing_id: bytes, frame: bytes) -> None:
+        expected = {Kind.HELLO, Kind.READY, Kind.STOP, Kind.HEARTBEAT}
+        ids = set(range(self.config.agents)) | {ENVSERVER_ID}
+        msg = self.inbox.accept(frame, kinds=expected, src=ids, origin=f"routing id {routing_id.hex()}")
+        if msg is None:
+            return
+        member = self.members.get(msg.src)
+        if msg.kind is Kind.HELLO:
+            self.register(routing_id, msg.src, msg.body)
+            return
+        if member is None or member.routing_id != routing_id:
+            self.inbox.drop("unknown_sender", f"{msg.kind.value} from src {msg.src} before/without HELLO")
+            return
+        member.last_seen = time.monotonic()
+        if msg.kind is Kind.READY:
+            member.ready = True
+        elif msg.kind is Kind.STOP:
+            member.stopped = msg.body["reason"]
+            log.info("%s stopped: %s", name(msg.src), member.stopped)
+
+    def register(self, routing_id: bytes, src: int, body: dict) -> None:
+        if src in self.members:
+            self.inbox.drop("duplicate", f"second HELLO for {name(src)} (already registered)")
+            return
+        role = "envserver" if src == ENVSERVER_ID else "agent"
+        if body["role"] != role:
+            self.inbox.drop("invalid", f"HELLO from src {src} claims role {body['role']}")
+            return
+        claimed = tuple(body["neighbors"]) if "neighbors" in body else None
+        self.members[src] = Member(routing_id, body["endpoint"], claimed)
+        log.info("registered %s at %s (%d/%d)", name(src), body["endpoint"], len(self.members),
+                 self.config.agents + 1)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def wait_for(self, condition, what: str, deadline_s: float) -> None:
+        """Serve messages until `condition()` holds; RegistrationError after the deadline."""
+        end = time.monotonic() + deadline_s
+        while not condition():
+            if time.monotonic() > end:
+                raise RegistrationError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+            self.poll(200)
+
+    def resolve_topology(self) -> None:
+        """Neighbour lists given with `ss-agent --neighbors` become the run's static graph."""
+        claims = {i: m.neighbors for i, m in self.members.items() if i >= 0 and m.neighbors is not None}
+        if not claims:
+            return
+        missing = sorted(set(range(self.config.agents)) - set(claims))
+        if missing:
+            raise RegistrationError(f"agents {missing} gave no --neighbors while others did")
+        config = dataclasses.replace(self.config, neighbors=claims)
+        try:
+            config.validate()
+        except ValueError as err:
+            raise RegistrationError(f"the --neighbors of the agents do not form a graph: {err}") from err
+        self.config = config
+
+    def send_directories(self) -> None:
+        spec = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed).spec
+        neighbors = resolve_neighbors(self.config, spec)
+        config_map = {**self.config.to_dict(), "spec": spec.to_dict()}
+        envserver = self.members[ENVSERVER_ID].endpoint
+        for src, member in self.members.items():
+            mine = neighbors.get(src, ())
+            body = {
+                "config": config_map,
+                "agents": list(range(self.config.agents)),
+                "neighbors": list(mine),
+                "peers": {str(j): self.members[j].endpoint for j in mine},
+                "envserver": envserver,
+            }
+            self.send(member, Kind.DIRECTORY, body)
+
+    def send(self, member: Member, kind: Kind, body: dict) -> None:
+        src = next(i for i, m in self.members.items() if m is member)
+        self.outbox.send(self.sock, kind, body, dest=name(src), endpoint=self.endpoint,
+                         routing_id=member.routing_id)
+
+    def run(self, register_deadline_s: float = 600.0) -> int:
+        """The whole lifecycle; returns a process exit code."""
+        n = self.config.agents + 1
+        try:
+            self.wait_for(lambda: len(self.members) == n, f"{n} processes to register", register_deadline_s)
+            self.resolve_topology()
+            write_toml(self.config, self.run_dir.config)
+            self.send_directories()
+            self.wait_for(lambda: all(m.ready for m in self.members.values()), "READY from all",
+                          register_deadline_s)
+        except RegistrationError as err:
+            log.error("%s", err)
+            return 1
+        for member in self.members.values():
+            self.send(member, Kind.START, {})
+        self.started = True
+        log.info("START sent to %d processes", n)
+        while not all(m.stopped for m in self.members.values()):
+            self.poll(1000)
+        failed = {name(i): m.stopped for i, m in self.members.items() if m.stopped != "finished"}
+        if failed:
+            log.error("run ended with failures: %s", failed)
+            return 1
+        log.info("all processes finished")
+        return 0
+
+    def close(self) -> None:
+        self.sock.close()
+        self.outbox.close()
+        self.inbox.write_summary(self.run_dir.logs / "coordinator.received.json")
+        self.ctx.term()
+
+
+def name(src: int) -> str:
+    """Human label of a sender id."""
+    return "envserver" if src == ENVSERVER_ID else f"agent {src}"

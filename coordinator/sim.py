@@ -1,0 +1,127 @@
+"""`ss-sim`: N learners and the world in one process, exchanging through memory.
+
+This is the reference the multi-process runtime must match bit for bit: it drives exactly the learner
+code the agent processes run, with the same seeds, in the same order of operations per agent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agent.exchange import route_in_memory
+from agent.learner import Learner
+from agent.records import load_checkpoint, open_train_log, save_checkpoint
+from coordinator.progress import RunProgress
+from protocol.topology import project_mask, resolve_neighbors
+from envserver.metrics import BatchReturns, metric_columns
+from envserver.worlds import World, make_world
+from protocol.config import RunConfig, write_toml
+from protocol.csvlog import CsvLog
+from protocol.rundir import RunDir
+
+
+class Simulation:
+    """One in-process run: the world, one Learner per agent, and the run directory they write."""
+
+    def __init__(self, config: RunConfig, out: Path):
+        self.config = config
+        self.run_dir = RunDir(out)
+        self.world: World = make_world(config.env, config.agents, config.batch, config.seed)
+        self.spec = self.world.spec
+        self.neighbors = resolve_neighbors(config, self.spec)
+        self.learners = [Learner(i, self.spec, self.neighbors[i], config) for i in range(config.agents)]
+        self.start_update = 0
+
+    def resume(self) -> int:
+        """Load the last consistent checkpoint if there is one; returns the update to continue from."""
+        states = [load_checkpoint(self.run_dir.checkpoint(i)) for i in range(self.config.agents)]
+        if all(s is None for s in states) or not self.run_dir.world_checkpoint.exists():
+            return 0
+        world_state = json.loads(self.run_dir.world_checkpoint.read_text())
+        updates = {s["update"] for s in states if s is not None} | {world_state["update"]}
+        if any(s is None for s in states) or len(updates) != 1:
+            raise RuntimeError(
+                f"{self.run_dir.root}: checkpoints disagree (updates {sorted(updates)}); cannot resume"
+            )
+        for learner, state in zip(self.learners, states):
+            learner.load_state_dict(state["learner"])
+        self.world.set_state(world_state["world"])
+        self.start_update = updates.pop()
+        return self.start_update
+
+    def run(self, progress: bool = True) -> None:
+        """Train for config.updates episode batches, writing metrics, train logs and checkpoints."""
+        torch.set_num_threads(1)
+        config, rd = self.config, self.run_dir
+        rd.make(config.agents)
+        write_toml(config, rd.config)
+        keep = self.start_update * config.batch if self.start_update else None
+        metrics = CsvLog(rd.metrics, metric_columns(self.world), keep)
+        train_logs = [open_train_log(rd.train(i), keep) for i in range(config.agents)]
+        bar = RunProgress(config, self.start_update, enabled=progress)
+        try:
+            for update in range(self.start_update, config.updates):
+                episode = (update + 1) * config.batch
+                row = self.rollout(episode)
+                metrics.append(row)
+                for i, stats in enumerate(self.train()):
+                    train_logs[i].append({"update": update + 1, "episode": episode, **stats})
+                if (update + 1) % config.checkpoint_every == 0 or update + 1 == config.updates:
+                    self.checkpoint(update + 1, episode)
+                bar.advance(row)
+        finally:
+            bar.close()
+            metrics.close()
+            for log in train_logs:
+                log.close()
+
+    def rollout(self, episodes_so_far: int) -> dict[str, object]:
+        """Play one episode batch in every parallel world; returns its metrics.csv row."""
+        returns = BatchReturns(self.world)
+        result = self.world.reset()
+        for _ in range(self.spec.horizon):
+            actions = np.stack([
+                learner.act(result.obs[i], self.mask(i, result.masks[i]))
+                for i, learner in enumerate(self.learners)
+            ])
+            result = self.world.step(actions)
+            returns.add(result.rewards)
+            for i, learner in enumerate(self.learners):
+                learner.record(result.rewards[i], result.truncated, result.obs[i])
+        return returns.row(episodes_so_far)
+
+    def mask(self, agent_id: int, world_mask: np.ndarray) -> np.ndarray:
+        """The world's neighbour mask restricted to this agent's neighbours."""
+        return project_mask(self.spec.candidates[agent_id], world_mask, self.neighbors[agent_id])
+
+    def train(self) -> list[dict[str, float]]:
+        """K exchange rounds, each followed by one gradient pass of every learner (Algorithm 1)."""
+        for learner in self.learners:
+            learner.begin_update()
+        for k in range(self.config.iterations):
+            outgoing = {i: learner.outgoing(k) for i, learner in enumerate(self.learners)}
+            inboxes = route_in_memory(outgoing, self.neighbors)
+            for i, learner in enumerate(self.learners):
+                learner.update_step(k, inboxes[i])
+        return [learner.end_update() for learner in self.learners]
+
+    def checkpoint(self, update: int, episode: int) -> None:
+        """Every learner's checkpoint, then the world's (the resume point is consistent only when all agree)."""
+        for i, learner in enumerate(self.learners):
+            save_checkpoint(self.run_dir.checkpoint(i), update, episode, learner.state_dict())
+        tmp = self.run_dir.world_checkpoint.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"update": update, "world": self.world.get_state()}))
+        tmp.replace(self.run_dir.world_checkpoint)
+
+
+def run_sim(config: RunConfig, out: Path, progress: bool = True, resume: bool = True) -> Simulation:
+    """Run (or resume) an in-process simulation into `out`."""
+    sim = Simulation(config, out)
+    if resume:
+        sim.resume()
+    sim.run(progress=progress)
+    return sim

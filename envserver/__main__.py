@@ -1,0 +1,3 @@
+from envserver.cli import main
+
+main()

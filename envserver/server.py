@@ -1,0 +1,180 @@
+"""`ss-envserver`: steps the shared world in lockstep and hands each agent only its own data.
+
+Per episode batch: wait for RESET from every live agent, reset, reply; then per step wait for every
+live agent's STEP (deadline; a missing agent gets the env's default action, is flagged in the log and
+counted in metrics.csv), step, and reply to each agent with its own observation, its own reward, the
+truncation flag and its neighbour mask. Agent i's reward goes to agent i and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import zmq
+
+from envserver.metrics import BatchReturns, metric_columns
+from envserver.worlds import StepResult, make_world
+from protocol import sockets
+from protocol.audit import Outbox
+from protocol.auditlog import AuditLog
+from protocol.csvlog import CsvLog
+from protocol.inbox import Inbox
+from protocol.messages import ENVSERVER_ID, Kind, Message
+from protocol.rendezvous import CoordinatorLink, Directory
+from protocol.rundir import RunDir
+from protocol.topology import project_mask, resolve_neighbors
+
+log = logging.getLogger("ss-envserver")
+
+
+class EnvServer:
+    """The world, a bound ROUTER, and the routing table learnt from validated agent messages."""
+
+    def __init__(self, ctx: zmq.Context, directory: Directory, run_id: str, sock: zmq.Socket,
+                 endpoint: str, outbox: Outbox, inbox: Inbox, run_dir: RunDir):
+        self.config = directory.config
+        self.neighbors = resolve_neighbors(directory.config, directory.spec)
+        self.world = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed)
+        self.spec = self.world.spec
+        self.sock = sock
+        self.endpoint = endpoint
+        self.outbox = outbox
+        self.inbox = inbox
+        self.run_dir = run_dir
+        self.routes: dict[int, bytes] = {}  # agent id -> routing id, fixed by its first valid message
+        self.live = set(range(self.config.agents))
+        self.pending: dict[int, Message] = {}  # early messages for the next request we wait for
+
+    # ---- receiving --------------------------------------------------------------------------
+
+    def collect(self, kind: Kind, episode: int, step: int, deadline_s: float) -> dict[int, Message]:
+        """One `kind` message per live agent for (episode, step), until all arrived or the deadline."""
+        got: dict[int, Message] = {}
+        end = time.monotonic() + deadline_s
+        waiting = lambda: [i for i in self.live if i not in got]  # noqa: E731
+        while waiting() and (left := end - time.monotonic()) > 0:
+            if not self.sock.poll(int(min(left, 0.5) * 1000)):
+                continue
+            routing_id, frame = self._recv()
+            if frame is None:
+                continue
+            msg = self.inbox.accept(frame, kinds={Kind.RESET, Kind.STEP},
+                                    src=set(range(self.config.agents)), origin=f"rid {routing_id.hex()}")
+            if msg is None or not self._route_ok(msg.src, routing_id):
+                continue
+            if msg.kind is kind and msg.body["episode"] == episode and msg.step == step:
+                got[msg.src] = msg
+                self.live.add(msg.src)
+            else:
+                self.inbox.drop("stale", f"{msg.kind.value} e{msg.body['episode']} s{msg.step} "
+                                f"from agent {msg.src} while waiting for {kind.value} e{episode} s{step}")
+        for i in waiting():
+            log.warning("agent %d missed %s e%d s%d (deadline %.0fs): default action", i, kind.value,
+                        episode, step, deadline_s)
+            self.live.discard(i)
+        return got
+
+    def _recv(self) -> tuple[bytes, bytes | None]:
+        parts = self.sock.recv_multipart()
+        if len(parts) != 2:
+            self.inbox.drop("invalid", f"{len(parts) - 1} frames (expected 1)")
+            return parts[0], None
+        return parts[0], parts[1]
+
+    def _route_ok(self, src: int, routing_id: bytes) -> bool:
+        """The first valid message of an agent fixes its route; a different connection claiming it is refused."""
+        known = self.routes.setdefault(src, routing_id)
+        if known != routing_id:
+            self.inbox.drop("unknown_sender", f"agent {src} claimed from a second connection")
+            return False
+        return True
+
+    # ---- stepping ---------------------------------------------------------------------------
+
+    def reply(self, result: StepResult, episode: int, step: int, to: set[int], defaulted: set[int]) -> None:
+        """Each agent its own observation, reward and mask: nothing of anyone else's."""
+        for i in sorted(to):
+            body = {
+                "episode": episode,
+                "obs": np.ascontiguousarray(result.obs[i]),
+                "truncated": bool(result.truncated),
+                "mask": project_mask(self.spec.candidates[i], result.masks[i], self.neighbors[i]),
+                "default_used": i in defaulted,
+            }
+            if step > 0:
+                body["reward"] = np.ascontiguousarray(result.rewards[i])
+            try:
+                self.outbox.send(self.sock, Kind.OBS, body, dest=f"agent:{i}", endpoint=self.endpoint,
+                                 routing_id=self.routes[i], step=step)
+            except zmq.ZMQError as err:  # ROUTER_MANDATORY: the agent's connection is gone
+                log.warning("could not reply to agent %d: %s", i, err)
+                self.live.discard(i)
+
+    def play_batch(self, update: int) -> dict[str, object]:
+        """One episode batch in lockstep; returns its metrics.csv row."""
+        cfg = self.config
+        resets = self.collect(Kind.RESET, update, 0, cfg.reset_deadline_s)
+        if not resets:
+            raise RuntimeError(f"no agent asked for episode batch {update} within {cfg.reset_deadline_s:.0f}s")
+        returns = BatchReturns(self.world)
+        result = self.world.reset()
+        self.reply(result, update, 0, set(resets), set())
+        for t in range(1, self.spec.horizon + 1):
+            steps = self.collect(Kind.STEP, update, t, cfg.step_deadline_s)
+            actions = np.full((cfg.agents, cfg.batch), self.spec.default_action, dtype=np.int64)
+            for i, msg in steps.items():
+                actions[i] = self._actions(i, msg)
+            defaulted = set(range(cfg.agents)) - set(steps)
+            result = self.world.step(actions)
+            returns.add(result.rewards, missing=len(defaulted))
+            self.reply(result, update, t, set(steps), defaulted)
+        return returns.row((update + 1) * cfg.batch)
+
+    def _actions(self, i: int, msg: Message) -> np.ndarray:
+        acts = msg.body["actions"]
+        if acts.shape != (self.config.batch,) or acts.min() < 0 or acts.max() >= self.spec.n_actions:
+            self.inbox.drop("invalid", f"agent {i} sent actions {acts.shape} outside the action space")
+            return np.full(self.config.batch, self.spec.default_action, dtype=np.int64)
+        return acts
+
+    def run(self) -> None:
+        """All episode batches; metrics.csv gets one row per batch, exactly as `ss-sim` writes it."""
+        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world))
+        try:
+            for update in range(self.config.updates):
+                row = self.play_batch(update)
+                metrics.append(row)
+                if row["missing_actions"]:
+                    log.warning("batch %d: %d agent-steps used the default action", update, row["missing_actions"])
+        finally:
+            metrics.close()
+
+
+def serve(coordinator: str, bind: str, run_id: str, out: RunDir, register_deadline_s: float = 600.0) -> None:
+    """Register with the coordinator, wait for START, then play the whole run."""
+    ctx = zmq.Context()
+    sock = sockets.router(ctx)
+    endpoint = sockets.bind_random(sock) if bind.endswith(":0") else (sock.bind(bind) or bind)
+    inbox = Inbox("envserver", log, run=run_id)
+    out.logs.mkdir(parents=True, exist_ok=True)
+    outbox = Outbox("envserver", "ss", run_id, ENVSERVER_ID, AuditLog(out.process_audit("envserver")))
+    link = CoordinatorLink(ctx, coordinator, "envserver", outbox, inbox)
+    try:
+        directory = link.register(endpoint, None, register_deadline_s)
+        server = EnvServer(ctx, directory, run_id, sock, endpoint, outbox, inbox, out)
+        link.ready_and_wait_start(register_deadline_s)
+        log.info("START: serving %s to %d agents at %s", directory.config.env, directory.config.agents, endpoint)
+        try:
+            server.run()
+        except Exception as err:
+            link.stop(f"error: {err}")
+            raise
+        link.stop("finished")
+    finally:
+        inbox.write_summary(out.logs / "envserver.received.json")
+        link.close()
+        sock.close()
+        outbox.close()
+        ctx.term()

@@ -1,0 +1,134 @@
+"""`ss-audit` (read and verify a run's audit logs) and `ss-keys` (make CurveZMQ keypairs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from protocol.auditlog import LogFormatError, Record, iter_records
+from protocol.auditreport import LogSource, Summary, describe_record, discover, format_table, summarise
+from protocol.auditverify import verify_log
+from protocol.config import load_toml
+from protocol.keys import generate_keypair
+from protocol.rundir import RunDir
+
+AUDIT_EPILOG = """\b
+Examples:
+  ss-audit runs/pred8                    messages and bytes per agent, kind and destination
+  ss-audit runs/pred8 --verify           also check every hash chain and payload; exit 1 on a failure
+  ss-audit runs/pred8 --verify --json    the same tallies as JSON (on stdout; failures on stderr)
+  ss-audit runs/pred8 --show 3 --kind SUGG --limit 5
+                                         the first 5 suggestions agent 3 sent, decoded
+"""
+
+
+def _run_algo(run_dir: Path) -> str:
+    """The run's algorithm from DIR/config.toml ("ss" when there is no config)."""
+    path = RunDir(run_dir).config
+    if not path.exists():
+        return "ss"
+    try:
+        return str(load_toml(path).get("algo", "ss"))
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _label(source: LogSource) -> str:
+    return f"agent {source.name}" if source.role == "agent" else source.name
+
+
+def _show(source: LogSource, kind: str | None, limit: int) -> None:
+    """Print up to `limit` decoded records of one log, optionally of one kind."""
+    shown = 0
+    for item in iter_records(source.path):
+        if not isinstance(item, Record):
+            click.echo(str(item))
+        elif kind is None or item.kind == kind:
+            if shown == limit:
+                click.echo("... (more records; raise --limit)")
+                return
+            click.echo(describe_record(item))
+            shown += 1
+
+
+def _verify(sources: list[LogSource], algo: str) -> bool:
+    """Verify every log, printing every failure (and torn tails) to stderr; True if all pass."""
+    ok = True
+    for source in sources:
+        result = verify_log(source.path, source.role, algo, source.src)
+        if result.torn is not None:
+            click.echo(f"{_label(source)}: {result.torn} (not a failure: a crash mid-write)", err=True)
+        for failure in result.failures:
+            click.echo(f"FAIL {_label(source)} ({source.path}): {failure}", err=True)
+        ok = ok and result.ok
+    return ok
+
+
+@click.command(epilog=AUDIT_EPILOG)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--verify", is_flag=True,
+              help="Check every log's hash chain, frame hashes and payloads against what the algorithm "
+                   "allows (kinds, and no rewards, values, parameters or observations); exit 1 on any failure.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"verified": bool, "agents": {"<id>": {"sent": {KIND: {"messages", "bytes"}}, '
+                   '"to": {DEST: {KIND: ...}}}}} instead of tables.')
+@click.option("--show", metavar="AGENT", help="Print the decoded records of one sender (an agent id, or "
+                                              "'envserver' / 'coordinator').")
+@click.option("--kind", metavar="KIND", help="With --show: only records of this kind (e.g. DIST).")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+              help="With --show: print at most this many records.")
+def audit_main(run_dir: Path, verify: bool, as_json: bool, show: str | None, kind: str | None,
+               limit: int) -> None:
+    """Report what every process of the run in RUN_DIR sent, from its audit log.
+
+    Reads RUN_DIR/agents/<id>/audit.log and RUN_DIR/logs/<role>.audit.log, and the algorithm from
+    RUN_DIR/config.toml. Prints, per sender and per destination, messages and bytes by kind.
+    """
+    sources = discover(run_dir)
+    if not sources:
+        raise click.ClickException(f"no audit logs under {run_dir}")
+    if show is not None:
+        matching = [s for s in sources if s.name == show]
+        if not matching:
+            raise click.ClickException(f"no audit log for {show!r}; have {[s.name for s in sources]}")
+        _show(matching[0], kind.upper() if kind else None, limit)
+        return
+    algo = _run_algo(run_dir)
+    summaries: dict[str, Summary] = {}
+    damaged = False
+    for source in sources:
+        try:
+            summaries[source.name] = summarise(source.path)
+        except LogFormatError as err:
+            click.echo(f"FAIL {_label(source)} ({source.path}): {err}", err=True)
+            damaged = True
+    verified = _verify(sources, algo) if verify else False
+    if as_json:
+        agents = {s.name: summaries[s.name].to_json() for s in sources if s.role == "agent" and s.name in summaries}
+        click.echo(json.dumps({"verified": verified and not damaged, "agents": agents}, indent=2))
+    else:
+        click.echo(f"run {run_dir} (algo {algo})\n")
+        click.echo("\n\n".join(format_table(_label(s), summaries[s.name]) for s in sources if s.name in summaries))
+        if verify and verified:
+            click.echo(f"\nverified: {len(sources)} logs, every chain, frame and payload OK")
+    if damaged or (verify and not verified):
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", "names", multiple=True, required=True,
+              help="Keypair name (repeat for several), e.g. --name agent0 --name envserver.")
+def keys_main(directory: Path, names: tuple[str, ...]) -> None:
+    """Make CurveZMQ keypairs in DIRECTORY: NAME.key (public) and NAME.key_secret (mode 0600).
+
+    \b
+    Example:
+      ss-keys keys/ --name coordinator --name envserver --name agent0 --name agent1
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        public, secret = generate_keypair(directory, name)
+        click.echo(f"{name}: public {public}  secret {secret}")

@@ -1,0 +1,400 @@
+"""Encode, decode and validate messages (DESIGN.md section 5).
+
+A frame is one msgpack map `{"v", "kind", "run", "src", "seq", "round"|"step", "body"}`. Arrays in
+the body travel as `{"dtype", "shape", "data"}` with raw little-endian bytes; never pickle. `decode`
+accepts any bytes and either returns a valid `Message` or raises `ProtocolError`, nothing else.
+Value checks are vectorised numpy reductions (one pass each), so validation stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import msgpack
+import numpy as np
+
+from protocol.messages import (
+    COUNTER,
+    MIN_SENDER_ID,
+    PROB_TOL,
+    PROTOCOL_VERSION,
+    SCHEMAS,
+    Array,
+    Bool,
+    IdList,
+    IdMap,
+    Int,
+    Kind,
+    Message,
+    Spec,
+    Str,
+    Tree,
+)
+
+ALLOWED_DTYPES: dict[str, np.dtype] = {s: np.dtype(s) for s in ("<f4", "<f8", "<i4", "<i8", "|u1", "|b1")}
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits applied before and while unpacking a frame."""
+
+    max_frame_bytes: int = 64 * 2**20
+    max_array_elems: int = 2**24
+    max_ndim: int = 5
+    max_str_len: int = 4096
+    max_list_len: int = 4096
+    max_map_len: int = 256
+    max_depth: int = 8
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class ProtocolError(ValueError):
+    """The only exception `decode` raises: `reason` says what is wrong; kind/src when known."""
+
+    def __init__(self, reason: str, *, kind: Kind | None = None, src: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.src = src
+
+
+def encode(msg: Message, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Validate `msg` against its schema, then pack it into one frame."""
+    validate(msg, limits)
+    envelope: dict[str, Any] = {
+        "v": PROTOCOL_VERSION, "kind": msg.kind.value, "run": msg.run, "src": msg.src, "seq": msg.seq,
+    }
+    counter = COUNTER[msg.kind]
+    if counter is not None:
+        envelope[counter] = getattr(msg, counter)
+    envelope["body"] = {
+        name: _array_to_wire(value) if isinstance(value, np.ndarray) else value
+        for name, value in msg.body.items()
+    }
+    frame = msgpack.packb(envelope, use_bin_type=True)
+    if len(frame) > limits.max_frame_bytes:
+        raise ProtocolError(f"frame of {len(frame)} bytes exceeds {limits.max_frame_bytes}",
+                            kind=msg.kind, src=msg.src)
+    return frame
+
+
+def decode(frame: bytes, *, run: str | None = None, limits: Limits = DEFAULT_LIMITS) -> Message:
+    """Unpack and validate one frame; `run`, when given, must equal the frame's run id."""
+    if not isinstance(frame, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"frame must be bytes, got {type(frame).__name__}")
+    size = memoryview(frame).nbytes
+    if size > limits.max_frame_bytes:
+        raise ProtocolError(f"frame of {size} bytes exceeds {limits.max_frame_bytes}")
+    try:
+        wire = msgpack.unpackb(
+            frame, raw=False, strict_map_key=True, ext_hook=_reject_ext,
+            max_str_len=limits.max_str_len, max_bin_len=limits.max_frame_bytes,
+            max_array_len=limits.max_list_len, max_map_len=limits.max_map_len, max_ext_len=0,
+        )
+    except Exception as err:  # msgpack raises many types (ExtraData, FormatError, ValueError, ...)
+        raise ProtocolError(f"not a valid msgpack frame: {type(err).__name__}: {err}") from None
+    try:
+        return _from_wire(wire, run, limits)
+    except ProtocolError as err:
+        raise _blame(err, wire) from None
+    except Exception as err:  # a bug in a check must still surface as a ProtocolError
+        raise _blame(ProtocolError(f"internal: {type(err).__name__}: {err}"), wire) from err
+
+
+def validate(msg: Message, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Raise ProtocolError unless `msg` obeys the envelope rules and its kind's schema."""
+    kind = msg.kind
+    if not isinstance(kind, Kind):
+        raise ProtocolError(f"unknown kind {_short(kind)}")
+    _check_str("run", _ANY_STR, msg.run, limits)
+    _check_int("src", _SRC, msg.src, limits)
+    _check_int("seq", _COUNT, msg.seq, limits)
+    counter = COUNTER[kind]
+    for name in ("round", "step"):
+        value = getattr(msg, name)
+        if name == counter:
+            _check_int(f"{kind.value} {name}", _COUNT, value, limits)
+        elif value is not None:
+            raise ProtocolError(f"{kind.value} carries no {name} counter, got {_short(value)}")
+    _check_body(kind, msg.body, limits)
+
+
+# ---- envelope ----------------------------------------------------------------------------------
+
+_ANY_STR = Str()
+_ANY_INT = Int()
+_SRC = Int(min=MIN_SENDER_ID)
+_COUNT = Int(min=0)
+_KINDS = {k.value: k for k in Kind}
+_BASE_KEYS = frozenset({"v", "kind", "run", "src", "seq", "body"})
+_ENVELOPE_KEYS = {k: _BASE_KEYS | ({c} if (c := COUNTER[k]) else set()) for k in Kind}
+_ARRAY_KEYS = frozenset({"dtype", "shape", "data"})
+_PATHS = {k: {name: f"{k.value}.{name}" for name in SCHEMAS[k].fields} for k in Kind}  # for reasons
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack ext type {code} is not allowed")
+
+
+def _from_wire(wire: Any, run: str | None, limits: Limits) -> Message:
+    if type(wire) is not dict:
+        raise ProtocolError(f"frame must be a map, got {type(wire).__name__}")
+    version = wire.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {_short(version)} (expected {PROTOCOL_VERSION})")
+    name = wire.get("kind")
+    kind = _KINDS.get(name) if type(name) is str else None
+    if kind is None:
+        raise ProtocolError(f"unknown kind {_short(name)}")
+    expected = _ENVELOPE_KEYS[kind]
+    if wire.keys() != expected:
+        missing = sorted(expected - wire.keys())
+        extra = sorted(map(_short, wire.keys() - expected))
+        raise ProtocolError(f"{kind.value} envelope: missing {missing}, unexpected {extra}")
+    body = wire["body"]
+    if type(body) is not dict:
+        raise ProtocolError(f"{kind.value} body must be a map, got {type(body).__name__}")
+    fields = SCHEMAS[kind].fields
+    body = {
+        name: _array_from_wire(_PATHS[kind][name], value, limits)
+        if isinstance(fields.get(name), Array) else value
+        for name, value in body.items()
+    }
+    msg = Message(kind, wire["run"], wire["src"], wire["seq"], body,
+                  round=wire.get("round"), step=wire.get("step"))
+    validate(msg, limits)
+    if run is not None and msg.run != run:
+        raise ProtocolError(f"run id {_short(msg.run)} does not match this run {run!r}")
+    return msg
+
+
+def _blame(err: ProtocolError, wire: Any) -> ProtocolError:
+    """Attach the kind and sender of the offending frame to `err`, when the frame says them."""
+    if type(wire) is dict:
+        name, src = wire.get("kind"), wire.get("src")
+        err.kind = _KINDS.get(name) if type(name) is str else None
+        err.src = src if type(src) is int else None
+    return err
+
+
+# ---- body --------------------------------------------------------------------------------------
+
+
+def _check_body(kind: Kind, body: Any, limits: Limits) -> None:
+    if type(body) is not dict:
+        raise ProtocolError(f"{kind.value} body must be a dict, got {type(body).__name__}")
+    schema = SCHEMAS[kind]
+    unknown = body.keys() - schema.fields.keys()
+    if unknown:
+        raise ProtocolError(f"{kind.value}: unknown field(s) {sorted(map(_short, unknown))}")
+    for name, spec in schema.fields.items():
+        if name in body:
+            _CHECKERS[type(spec)](_PATHS[kind][name], spec, body[name], limits)
+        elif spec.required:
+            raise ProtocolError(f"{kind.value}: missing required field {name!r}")
+    for group in schema.together:
+        present = [name in body for name in group]
+        if any(present) and not all(present):
+            raise ProtocolError(f"{kind.value}: fields {list(group)} must come together or not at all")
+    for a, b in schema.same_rows:
+        if a in body and b in body and body[a].shape[0] != body[b].shape[0]:
+            raise ProtocolError(f"{kind.value}.{a}: {body[a].shape[0]} rows but {b} has {body[b].shape[0]}")
+    for a, b in schema.index_into:
+        if a in body and b in body:
+            _check_indices(f"{kind.value}.{a}", body[a], body[b].shape[1])
+
+
+def _check_int(where: str, spec: Int, value: Any, limits: Limits) -> None:
+    if type(value) is not int:  # bool is a subclass of int: excluded on purpose
+        raise ProtocolError(f"{where}: expected int, got {type(value).__name__}")
+    low = INT64_MIN if spec.min is None else spec.min
+    if not low <= value <= INT64_MAX:
+        raise ProtocolError(f"{where}: {value} outside [{low}, {INT64_MAX}]")
+
+
+def _check_bool(where: str, spec: Bool, value: Any, limits: Limits) -> None:
+    if type(value) is not bool:
+        raise ProtocolError(f"{where}: expected bool, got {type(value).__name__}")
+
+
+def _check_str(where: str, spec: Str, value: Any, limits: Limits) -> None:
+    if type(value) is not str:
+        raise ProtocolError(f"{where}: expected str, got {type(value).__name__}")
+    if len(value) > limits.max_str_len:
+        raise ProtocolError(f"{where}: string of {len(value)} chars exceeds {limits.max_str_len}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ProtocolError(f"{where}: {_short(value)} not one of {sorted(spec.choices)}")
+
+
+def _check_id_list(where: str, spec: IdList, value: Any, limits: Limits) -> None:
+    if type(value) is not list:
+        raise ProtocolError(f"{where}: expected list of agent ids, got {type(value).__name__}")
+    if len(value) > limits.max_list_len:
+        raise ProtocolError(f"{where}: {len(value)} entries exceed {limits.max_list_len}")
+    for i, item in enumerate(value):
+        if type(item) is not int or not 0 <= item <= INT64_MAX:
+            raise ProtocolError(f"{where}[{i}]: agent id must be an int >= 0, got {_short(item)}")
+
+
+def _check_id_map(where: str, spec: IdMap, value: Any, limits: Limits) -> None:
+    if type(value) is not dict:
+        raise ProtocolError(f"{where}: expected map agent id -> str, got {type(value).__name__}")
+    if len(value) > limits.max_map_len:
+        raise ProtocolError(f"{where}: {len(value)} entries exceed {limits.max_map_len}")
+    for key, item in value.items():
+        if type(key) is not str or not (key.isascii() and key.isdigit() and str(int(key)) == key):
+            raise ProtocolError(f"{where}: key {_short(key)} is not a decimal agent id")
+        _check_str(f"{where}[{key}]", _ANY_STR, item, limits)
+
+
+def _check_tree(where: str, spec: Tree, value: Any, limits: Limits) -> None:
+    if type(value) is not dict:
+        raise ProtocolError(f"{where}: expected a map, got {type(value).__name__}")
+    _check_node(where, value, limits, depth=1)
+
+
+def _check_node(where: str, value: Any, limits: Limits, depth: int) -> None:
+    kind = type(value)
+    if kind in (dict, list) and depth > limits.max_depth:
+        raise ProtocolError(f"{where}: nested deeper than {limits.max_depth}")
+    if kind is dict:
+        if len(value) > limits.max_map_len:
+            raise ProtocolError(f"{where}: {len(value)} entries exceed {limits.max_map_len}")
+        for key, item in value.items():
+            if type(key) is not str or len(key) > limits.max_str_len:
+                raise ProtocolError(f"{where}: key {_short(key)} must be a str of <= {limits.max_str_len} chars")
+            _check_node(f"{where}.{key}", item, limits, depth + 1)
+    elif kind is list:
+        if len(value) > limits.max_list_len:
+            raise ProtocolError(f"{where}: {len(value)} entries exceed {limits.max_list_len}")
+        for i, item in enumerate(value):
+            _check_node(f"{where}[{i}]", item, limits, depth + 1)
+    elif kind is str:
+        _check_str(where, _ANY_STR, value, limits)
+    elif kind is int:
+        _check_int(where, _ANY_INT, value, limits)
+    elif kind is float:
+        if not math.isfinite(value):
+            raise ProtocolError(f"{where}: {value} is not finite")
+    elif not (value is None or kind is bool):
+        raise ProtocolError(f"{where}: {kind.__name__} not allowed (maps, lists, scalars only)")
+
+
+# ---- arrays ------------------------------------------------------------------------------------
+
+
+def _array_to_wire(a: np.ndarray) -> dict[str, Any]:
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()}
+
+
+def _array_from_wire(where: str, value: Any, limits: Limits) -> np.ndarray:
+    """Rebuild an array from its wire map, checking the declared shape against the data first."""
+    if type(value) is not dict or value.keys() != _ARRAY_KEYS:
+        raise ProtocolError(f"{where}: expected an array map with keys dtype, shape, data")
+    name, shape, data = value["dtype"], value["shape"], value["data"]
+    dtype = ALLOWED_DTYPES.get(name) if type(name) is str else None
+    if dtype is None:
+        raise ProtocolError(f"{where}: dtype {_short(name)} not allowed (allowed: {list(ALLOWED_DTYPES)})")
+    if (type(shape) is not list or len(shape) > limits.max_ndim
+            or not all(type(d) is int and d >= 0 for d in shape)):
+        raise ProtocolError(f"{where}: shape must be a list of <= {limits.max_ndim} non-negative ints, "
+                            f"got {_short(shape)}")
+    count = math.prod(shape)
+    if count > limits.max_array_elems:
+        raise ProtocolError(f"{where}: shape {shape} has {count} elements, limit {limits.max_array_elems}")
+    if type(data) is not bytes or len(data) != count * dtype.itemsize:
+        got = len(data) if type(data) is bytes else type(data).__name__
+        raise ProtocolError(f"{where}: shape {shape} of {name} needs {count * dtype.itemsize} bytes, data has {got}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _check_array(where: str, spec: Array, a: Any, limits: Limits) -> None:
+    if not isinstance(a, np.ndarray):
+        raise ProtocolError(f"{where}: expected a numpy array, got {type(a).__name__}")
+    if a.dtype.str not in spec.dtypes:
+        raise ProtocolError(f"{where}: dtype {a.dtype.str} not allowed here (expected {list(spec.dtypes)})")
+    if (spec.ndim is not None and a.ndim != spec.ndim) or a.ndim < spec.min_ndim:
+        want = spec.ndim if spec.ndim is not None else f">= {spec.min_ndim}"
+        raise ProtocolError(f"{where}: ndim {a.ndim}, expected {want}")
+    if a.ndim > limits.max_ndim or a.size > limits.max_array_elems:
+        raise ProtocolError(f"{where}: shape {list(a.shape)} exceeds the limits")
+    if spec.distribution_rows:
+        _check_distribution_rows(where, a)
+    elif a.size == 0:
+        return
+    elif spec.unit_interval:
+        if not _all_in_half_open_unit(a):
+            _raise_first_bad(where, a, (a > 0) & (a <= 1), "must be in (0, 1]")
+    elif a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            _raise_first_bad(where, a, np.isfinite(a), "must be finite")
+    elif a.dtype.kind == "b" and a.view(np.uint8).max() > 1:
+        _raise_first_bad(where, a, a.view(np.uint8) <= 1, "is not a valid bool byte")
+
+
+def _check_distribution_rows(where: str, p: np.ndarray) -> None:
+    """Every row of p is a probability distribution: entries in [0, 1], summing to 1 within PROB_TOL."""
+    if p.size and not _all_in_closed_unit(p):
+        _raise_first_bad(where, p, (p >= 0) & (p <= 1), "must be a probability in [0, 1]")
+    n = p.shape[1]
+    deviation = p @ (_ONES[:n] if n <= _ONES.size else np.ones(n, np.float32)) - 1
+    # sum of squares <= tol^2 implies every |deviation| <= tol; only if it fails look row by row
+    if deviation.size and np.dot(deviation, deviation) > PROB_TOL**2 and np.abs(deviation).max() > PROB_TOL:
+        row = int(np.abs(deviation).argmax())
+        raise ProtocolError(f"{where}: row {row} sums to {float(deviation[row]) + 1:.6g} "
+                            f"(must be 1 within {PROB_TOL:g})")
+
+
+# For float32 x >= +0.0 the uint32 bit patterns order like the values; NaN, +inf and anything with
+# the sign bit set compare above the pattern of 1.0, so one integer max checks range and finiteness.
+_F32_ONE_BITS = 0x3F800000
+_ONES = np.ones(1024, np.float32)
+_ONES.flags.writeable = False
+
+
+def _all_in_closed_unit(a: np.ndarray) -> bool:
+    """All values in [0, 1] (and so finite); -0.0 takes the exact path."""
+    if a.dtype.char == "f" and a.view(np.uint32).max() <= _F32_ONE_BITS:
+        return True
+    return bool(a.min() >= 0 and a.max() <= 1)  # NaN fails both comparisons
+
+
+def _all_in_half_open_unit(a: np.ndarray) -> bool:
+    """All values in (0, 1]: as uint32 patterns, [1, bits(1.0)]; 0 wraps round to the top."""
+    if a.dtype.char == "f":
+        return bool((a.view(np.uint32) - np.uint32(1)).max() < _F32_ONE_BITS)
+    return bool(a.min() > 0 and a.max() <= 1)  # NaN fails both comparisons
+
+
+def _check_indices(where: str, actions: np.ndarray, n: int) -> None:
+    """0 <= actions < n; negatives wrap to huge values in the unsigned view, so one max suffices."""
+    if actions.size and actions.view(np.uint64).max() >= n:
+        bad = int(np.flatnonzero((actions < 0) | (actions >= n))[0])
+        raise ProtocolError(f"{where}: action index {int(actions[bad])} at row {bad} outside [0, {n})")
+
+
+def _raise_first_bad(where: str, a: np.ndarray, ok: np.ndarray, rule: str) -> None:
+    index = np.unravel_index(int(np.flatnonzero(~ok)[0]), a.shape)
+    at = ", ".join(str(int(i)) for i in index)
+    raise ProtocolError(f"{where}: value {a[index].item()!r} at [{at}] {rule}")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+_CHECKERS: dict[type[Spec], Callable[[str, Any, Any, Limits], None]] = {
+    Int: _check_int,
+    Bool: _check_bool,
+    Str: _check_str,
+    IdList: _check_id_list,
+    IdMap: _check_id_map,
+    Tree: _check_tree,
+    Array: _check_array,
+}

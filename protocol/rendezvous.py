@@ -1,0 +1,103 @@
+"""A process's control channel to the coordinator: HELLO -> DIRECTORY -> READY -> START, then STOP.
+
+Used by agents and the env server alike. Every wait has a deadline and ends in a clear error.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import zmq
+
+from protocol import sockets
+from protocol.audit import Outbox
+from protocol.config import RunConfig
+from protocol.inbox import Inbox
+from protocol.messages import COORDINATOR_ID, Kind, Message
+from protocol.spec import WorldSpec
+
+
+class CoordinatorUnavailable(RuntimeError):
+    """The coordinator did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Directory:
+    """What the coordinator told this process: the run, its neighbours and where everyone is."""
+
+    config: RunConfig
+    spec: WorldSpec
+    agents: tuple[int, ...]
+    neighbors: tuple[int, ...]
+    peers: dict[int, str]
+    envserver: str
+
+    @classmethod
+    def from_message(cls, msg: Message) -> "Directory":
+        config_map = dict(msg.body["config"])
+        spec = WorldSpec.from_dict(config_map.pop("spec"))
+        return cls(
+            config=RunConfig.from_dict(config_map),
+            spec=spec,
+            agents=tuple(msg.body["agents"]),
+            neighbors=tuple(msg.body["neighbors"]),
+            peers={int(j): ep for j, ep in msg.body["peers"].items()},
+            envserver=msg.body["envserver"],
+        )
+
+
+class CoordinatorLink:
+    """DEALER to the coordinator; all sends go through the process's Outbox (the audit choke point)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, role: str, outbox: Outbox, inbox: Inbox):
+        self.endpoint = endpoint
+        self.role = role
+        self.outbox = outbox
+        self.inbox = inbox
+        self.sock = sockets.dealer(ctx)
+        self.sock.connect(endpoint)
+
+    def send(self, kind: Kind, body: dict[str, Any], deadline_s: float = 30.0) -> None:
+        """Send once the connection is up (IMMEDIATE=1 queues nothing before): error after the deadline."""
+        if not self.sock.poll(int(deadline_s * 1000), zmq.POLLOUT):
+            raise CoordinatorUnavailable(f"no coordinator at {self.endpoint} after {deadline_s:.0f}s")
+        self.outbox.send(self.sock, kind, body, dest="coordinator", endpoint=self.endpoint)
+
+    def receive(self, kind: Kind, deadline_s: float, while_waiting: Callable[[], None] | None = None) -> Message:
+        """The next valid message of `kind` from the coordinator (others are logged and dropped)."""
+        end = time.monotonic() + deadline_s
+        while (left := end - time.monotonic()) > 0:
+            if while_waiting is not None:
+                while_waiting()
+            if self.sock.poll(int(min(left, 0.2) * 1000)):
+                frame = self.sock.recv()
+                msg = self.inbox.accept(frame, kinds={kind}, src=COORDINATOR_ID, origin=self.endpoint)
+                if msg is not None:
+                    return msg
+        raise CoordinatorUnavailable(f"no {kind.value} from the coordinator at {self.endpoint} "
+                                     f"within {deadline_s:.0f}s")
+
+    def register(self, endpoint: str, neighbors: tuple[int, ...] | None, deadline_s: float) -> Directory:
+        """HELLO, then wait for the DIRECTORY."""
+        body: dict[str, Any] = {"role": self.role, "endpoint": endpoint}
+        if neighbors is not None:
+            body["neighbors"] = list(neighbors)
+        self.send(Kind.HELLO, body, deadline_s)
+        return Directory.from_message(self.receive(Kind.DIRECTORY, deadline_s))
+
+    def ready_and_wait_start(self, deadline_s: float, while_waiting: Callable[[], None] | None = None) -> None:
+        """Report READY, then block until START (servicing `while_waiting` meanwhile)."""
+        self.send(Kind.READY, {"role": self.role}, deadline_s)
+        self.receive(Kind.START, deadline_s, while_waiting)
+
+    def stop(self, reason: str) -> None:
+        """Tell the coordinator we are done (best effort: after START the run must not need it)."""
+        try:
+            self.send(Kind.STOP, {"reason": reason}, deadline_s=2.0)
+        except CoordinatorUnavailable:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,95 @@
+"""The only place sockets are created: every factory applies the hygiene of DESIGN.md section 6
+(finite LINGER, handshake and heartbeat timeouts, MAXMSGSIZE, HWMs) and optional CurveZMQ.
+
+Binding sockets (ROUTER, XPUB) are CURVE servers; connecting sockets (DEALER, SUB) are clients and
+need the server's public key in `CurveKeys.server_public`.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from protocol.codec import DEFAULT_LIMITS
+from protocol.keys import CurveKeys
+
+LINGER_MS = 1000
+HANDSHAKE_IVL_MS = 5000
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 5000
+HEARTBEAT_TTL_MS = 5000
+DEFAULT_HWM = 10000
+DEFAULT_MAX_MSG_SIZE = DEFAULT_LIMITS.max_frame_bytes
+
+
+def router(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int = DEFAULT_HWM,
+           curve: CurveKeys | None = None) -> zmq.Socket:
+    """A ROUTER that fails loudly (EHOSTUNREACH) when routing to an unknown peer."""
+    sock = _socket(ctx, zmq.ROUTER, max_msg_size, hwm, curve, server=True)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    return sock
+
+
+def dealer(ctx: zmq.Context, *, routing_id: bytes | None = None,
+           max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int = DEFAULT_HWM,
+           curve: CurveKeys | None = None) -> zmq.Socket:
+    """A DEALER that queues only to completed connections (IMMEDIATE)."""
+    sock = _socket(ctx, zmq.DEALER, max_msg_size, hwm, curve, server=False)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    if routing_id is not None:
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    return sock
+
+
+def xpub(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int = DEFAULT_HWM,
+         curve: CurveKeys | None = None) -> zmq.Socket:
+    """An XPUB that reports every subscription (XPUB_VERBOSE), even repeated ones."""
+    sock = _socket(ctx, zmq.XPUB, max_msg_size, hwm, curve, server=True)
+    sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+    return sock
+
+
+def sub(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int = DEFAULT_HWM,
+        curve: CurveKeys | None = None) -> zmq.Socket:
+    """A SUB socket (subscribe to topics after creating it)."""
+    return _socket(ctx, zmq.SUB, max_msg_size, hwm, curve, server=False)
+
+
+def bind_random(sock: zmq.Socket, host: str = "127.0.0.1") -> str:
+    """Bind to a free TCP port on `host`; return the actual endpoint (tcp://host:port)."""
+    sock.bind(f"tcp://{host}:*")
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def _socket(ctx: zmq.Context, kind: int, max_msg_size: int, hwm: int, curve: CurveKeys | None,
+            *, server: bool) -> zmq.Socket:
+    sock = ctx.socket(kind)
+    try:
+        for option, value in (
+            (zmq.LINGER, LINGER_MS),
+            (zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS),
+            (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS),
+            (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
+            (zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS),
+            (zmq.MAXMSGSIZE, max_msg_size),
+            (zmq.SNDHWM, hwm),
+            (zmq.RCVHWM, hwm),
+        ):
+            sock.setsockopt(option, value)
+        if curve is not None:
+            _apply_curve(sock, curve, server=server)
+    except Exception:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+def _apply_curve(sock: zmq.Socket, curve: CurveKeys, *, server: bool) -> None:
+    if server:
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+        return
+    if curve.server_public is None:
+        raise ValueError("a connecting CURVE socket needs the server's public key")
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+    sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public)

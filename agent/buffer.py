@@ -30,7 +30,7 @@ def rows(x: np.ndarray) -> np.ndarray:
 
 
 class RolloutBuffer:
-    """Collects (o, mask, a, behaviour) at acting time and (r, truncated, o') after each world step."""
+    """Collects (o, mask, a, behaviour) when acting and (r, truncated, o') after each step."""
 
     def __init__(self) -> None:
         self.clear()

@@ -1,5 +1,5 @@
-"""Agent i's socket-free learner: acts with pi_ii, and once per episode batch runs K exchange rounds,
-each followed by one full-batch Adam step on the SS loss (DESIGN.md section 3).
+"""Agent i's socket-free learner: acts with pi_ii, and once per episode batch runs K exchange
+rounds, each followed by one full-batch Adam step on the SS loss (DESIGN.md section 3).
 
 Drive it as: act/record for T steps -> begin_update -> for k < K: outgoing(k), exchange,
 update_step(k, received) -> end_update. The in-process simulator and the agent process both do so,
@@ -19,7 +19,7 @@ from agent.exchange import Incoming, Outgoing
 from agent.nets import PolicyNet, ValueNet, obs_tensor
 from agent.returns import gae
 from agent.ss_loss import NeighbourTerms, ss_loss
-from envserver.worlds.base import WorldSpec
+from protocol.spec import WorldSpec
 from protocol.config import RunConfig
 
 
@@ -87,7 +87,7 @@ class Learner:
     # ---- acting -------------------------------------------------------------------------------
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Sample a_i ~ pi_ii(.|o_i) for each of the B worlds; record obs, mask, action, behaviour."""
+        """Sample a_i ~ pi_ii(.|o_i) in each of the B worlds; record o, mask, a_i, behaviour."""
         with torch.no_grad():
             probs = self.policy.probs(obs_tensor(obs)).numpy()
         cdf = np.cumsum(probs, axis=1)
@@ -97,7 +97,8 @@ class Learner:
         if not self.candidates:
             mask = mask[:, :0]
         elif mask.shape != (len(obs), len(self.candidates)):
-            raise ValueError(f"mask shape {mask.shape}, expected {(len(obs), len(self.candidates))}")
+            expected = (len(obs), len(self.candidates))
+            raise ValueError(f"mask shape {mask.shape}, expected {expected}")
         self.buffer.add_action(obs, mask, actions, probs[np.arange(len(probs)), actions])
         return actions
 
@@ -136,7 +137,7 @@ class Learner:
         return self._update
 
     def outgoing(self, k: int) -> Outgoing:
-        """Round k's payload: pi_ii(.|o_i) [R, A]; a_i and behaviour if k == 0; pi_ij(.|o_i) per j."""
+        """Round k's payload: pi_ii(.|o_i) [R, A]; a_i, behaviour if k == 0; pi_ij(.|o_i) per j."""
         u = self._current()
         with torch.no_grad():
             probs = self.policy.probs(u.obs).numpy()

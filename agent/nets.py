@@ -14,7 +14,7 @@ from torch import nn
 
 
 def obs_tensor(obs: np.ndarray) -> torch.Tensor:
-    """Observations [N, *obs_shape] -> float32 tensor [N, prod(obs_shape)] (uint8 scaled by 1/255)."""
+    """Observations [N, *obs_shape] -> float32 [N, prod(obs_shape)]; uint8 scaled by 1/255."""
     flat = torch.from_numpy(np.array(obs).reshape(len(obs), -1))
     if flat.dtype == torch.uint8:
         return flat.to(torch.float32) / 255.0

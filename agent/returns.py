@@ -35,7 +35,8 @@ def gae(
         delta = rewards[t] + gamma * alive[t] * next_values[t] - values[t]
         adv_next = delta + gamma * lam * cont[t] * adv_next
         advantages[t] = adv_next
-        # eq. 18 target: G_t = sum_l gamma^l r_{t+l}, cut at the episode's end, bootstrapped at truncation
+        # eq. 18 target: G_t = sum_l gamma^l r_{t+l} up to the episode's end,
+        # bootstrapped with V(o') at truncation
         following = torch.where(cont[t] > 0, ret_next, next_values[t])
         ret_next = rewards[t] + gamma * alive[t] * following
         targets[t] = ret_next

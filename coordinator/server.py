@@ -154,7 +154,8 @@ class Coordinator:
 
     def send(self, member: Member, kind: Kind, body: dict) -> None:
         src = next(i for i, m in self.members.items() if m is member)
-        self.outbox.send(self.sock, kind, body, dest=name(src), endpoint=self.endpoint,
+        self.outbox.send(self.sock, kind, body, dest="envserver" if src == ENVSERVER_ID else f"agent:{src}",
+                         endpoint=self.endpoint,
                          routing_id=member.routing_id)
 
     def run(self, register_deadline_s: float = 600.0) -> int:
@@ -185,7 +186,7 @@ class Coordinator:
 
     def close(self) -> None:
         self.sock.close()
-        self.outbox.close()
+        self.outbox.log.close()
         self.inbox.write_summary(self.run_dir.logs / "coordinator.received.json")
         self.ctx.term()
 

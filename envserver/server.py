@@ -176,5 +176,5 @@ def serve(coordinator: str, bind: str, run_id: str, out: RunDir, register_deadli
         inbox.write_summary(out.logs / "envserver.received.json")
         link.close()
         sock.close()
-        outbox.close()
+        outbox.log.close()
         ctx.term()

@@ -80,7 +80,8 @@ def format_table(name: str, summary: Summary) -> str:
     header = ("destination", "kind", "messages", "bytes")
     cells = [header] + [(d, k, str(t.messages), str(t.bytes)) for d, k, t in rows]
     widths = [max(len(row[c]) for row in cells) for c in range(4)]
-    lines = [f"{name}: {summary.records} records" + (f", {summary.torn}" if summary.torn else "")]
+    plural = "" if summary.records == 1 else "s"
+    lines = [f"{name}: {summary.records} record{plural}" + (f", {summary.torn}" if summary.torn else "")]
     for row in cells:
         lines.append("  " + "  ".join(
             cell.rjust(w) if c >= 2 else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths))))

@@ -104,8 +104,6 @@ def _payload_problems(record: Record, policy: SendPolicy, sender: _Sender) -> li
     if envelope != (record.kind, record.seq, record.round, record.step):
         problems.append(f"payload envelope (kind, seq, round, step) = {envelope} differs from the record's "
                         f"{(record.kind, record.seq, record.round, record.step)}")
-    if msg.kind not in policy.kinds:
-        problems.append(f"payload kind {msg.kind.value} is not allowed")
     private = sorted(PRIVATE_FIELDS.get(msg.kind, frozenset()) & msg.body.keys())
     if private and msg.kind not in policy.private:
         problems.append(f"carries private field(s) {private} in {msg.kind.value}")
@@ -128,9 +126,10 @@ def _topic_problems(topic: bytes, msg: Message) -> list[str]:
 
 def _record_problems(record: Record, policy: SendPolicy, sender: _Sender) -> list[str]:
     problems = _frame_problems(record)
+    intact = record.frames is not None and not problems
     if record.kind not in {k.value for k in policy.kinds}:
         problems.append(f"kind {record.kind} is not allowed")
-    if record.frames is not None and not problems:
+    if intact:
         problems += _payload_problems(record, policy, sender)
     return problems
 

@@ -49,7 +49,7 @@ def _show(source: LogSource, kind: str | None, limit: int) -> None:
             if shown == limit:
                 click.echo("... (more records; raise --limit)")
                 return
-            click.echo(describe_record(item))
+            click.echo(describe_record(item) + "\n")
             shown += 1
 
 
@@ -66,7 +66,7 @@ def _verify(sources: list[LogSource], algo: str) -> bool:
     return ok
 
 
-@click.command(epilog=AUDIT_EPILOG)
+@click.command(name="ss-audit", epilog=AUDIT_EPILOG)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--verify", is_flag=True,
               help="Check every log's hash chain, frame hashes and payloads against what the algorithm "
@@ -117,7 +117,7 @@ def audit_main(run_dir: Path, verify: bool, as_json: bool, show: str | None, kin
         raise SystemExit(1)
 
 
-@click.command()
+@click.command(name="ss-keys")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", "names", multiple=True, required=True,
               help="Keypair name (repeat for several), e.g. --name agent0 --name envserver.")
@@ -130,5 +130,8 @@ def keys_main(directory: Path, names: tuple[str, ...]) -> None:
     """
     directory.mkdir(parents=True, exist_ok=True)
     for name in names:
-        public, secret = generate_keypair(directory, name)
+        try:
+            public, secret = generate_keypair(directory, name)
+        except FileExistsError:
+            raise click.ClickException(f"{name}: a keypair already exists in {directory}; not overwriting it")
         click.echo(f"{name}: public {public}  secret {secret}")

@@ -153,8 +153,7 @@ def _from_wire(wire: Any, run: str | None, limits: Limits) -> Message:
         raise ProtocolError(f"unknown kind {_short(name)}")
     expected = _ENVELOPE_KEYS[kind]
     if wire.keys() != expected:
-        missing = sorted(expected - wire.keys())
-        extra = sorted(map(_short, wire.keys() - expected))
+        missing, extra = _names(expected - wire.keys()), _names(wire.keys() - expected)
         raise ProtocolError(f"{kind.value} envelope: missing {missing}, unexpected {extra}")
     body = wire["body"]
     if type(body) is not dict:
@@ -191,7 +190,7 @@ def _check_body(kind: Kind, body: Any, limits: Limits) -> None:
     schema = SCHEMAS[kind]
     unknown = body.keys() - schema.fields.keys()
     if unknown:
-        raise ProtocolError(f"{kind.value}: unknown field(s) {sorted(map(_short, unknown))}")
+        raise ProtocolError(f"{kind.value}: unknown field(s) {_names(unknown)}")
     for name, spec in schema.fields.items():
         if name in body:
             _CHECKERS[type(spec)](_PATHS[kind][name], spec, body[name], limits)
@@ -300,10 +299,11 @@ def _array_from_wire(where: str, value: Any, limits: Limits) -> np.ndarray:
     dtype = ALLOWED_DTYPES.get(name) if type(name) is str else None
     if dtype is None:
         raise ProtocolError(f"{where}: dtype {_short(name)} not allowed (allowed: {list(ALLOWED_DTYPES)})")
+    top = limits.max_array_elems  # no single axis may be longer, even when another axis is 0
     if (type(shape) is not list or len(shape) > limits.max_ndim
-            or not all(type(d) is int and d >= 0 for d in shape)):
-        raise ProtocolError(f"{where}: shape must be a list of <= {limits.max_ndim} non-negative ints, "
-                            f"got {_short(shape)}")
+            or not all(type(d) is int and 0 <= d <= top for d in shape)):
+        raise ProtocolError(f"{where}: shape must be a list of <= {limits.max_ndim} non-negative ints "
+                            f"<= {top}, got {_short(shape)}")
     count = math.prod(shape)
     if count > limits.max_array_elems:
         raise ProtocolError(f"{where}: shape {shape} has {count} elements, limit {limits.max_array_elems}")
@@ -328,7 +328,7 @@ def _check_array(where: str, spec: Array, a: Any, limits: Limits) -> None:
     elif a.size == 0:
         return
     elif spec.unit_interval:
-        if not _all_in_half_open_unit(a):
+        if not (a.min() > 0 and a.max() <= 1):  # NaN fails both comparisons
             _raise_first_bad(where, a, (a > 0) & (a <= 1), "must be in (0, 1]")
     elif a.dtype.kind == "f":
         if not np.isfinite(a).all():
@@ -353,7 +353,7 @@ def _check_distribution_rows(where: str, p: np.ndarray) -> None:
 # For float32 x >= +0.0 the uint32 bit patterns order like the values; NaN, +inf and anything with
 # the sign bit set compare above the pattern of 1.0, so one integer max checks range and finiteness.
 _F32_ONE_BITS = 0x3F800000
-_ONES = np.ones(1024, np.float32)
+_ONES = np.ones(1024, np.float32)  # row sums as one matmul, without allocating ones each time
 _ONES.flags.writeable = False
 
 
@@ -362,13 +362,6 @@ def _all_in_closed_unit(a: np.ndarray) -> bool:
     if a.dtype.char == "f" and a.view(np.uint32).max() <= _F32_ONE_BITS:
         return True
     return bool(a.min() >= 0 and a.max() <= 1)  # NaN fails both comparisons
-
-
-def _all_in_half_open_unit(a: np.ndarray) -> bool:
-    """All values in (0, 1]: as uint32 patterns, [1, bits(1.0)]; 0 wraps round to the top."""
-    if a.dtype.char == "f":
-        return bool((a.view(np.uint32) - np.uint32(1)).max() < _F32_ONE_BITS)
-    return bool(a.min() > 0 and a.max() <= 1)  # NaN fails both comparisons
 
 
 def _check_indices(where: str, actions: np.ndarray, n: int) -> None:
@@ -382,6 +375,11 @@ def _raise_first_bad(where: str, a: np.ndarray, ok: np.ndarray, rule: str) -> No
     index = np.unravel_index(int(np.flatnonzero(~ok)[0]), a.shape)
     at = ", ".join(str(int(i)) for i in index)
     raise ProtocolError(f"{where}: value {a[index].item()!r} at [{at}] {rule}")
+
+
+def _names(keys: Any) -> str:
+    """Keys of any type (bytes keys are possible) as a sorted, readable list."""
+    return "[" + ", ".join(sorted(map(_short, keys))) + "]"
 
 
 def _short(value: Any, width: int = 60) -> str:

@@ -183,6 +183,8 @@ def test_spec_masks_and_horizon(name):
     assert res.obs.shape == (4, 3, 15, 15, 3) and res.obs.dtype == np.uint8
     assert all(m.shape == (3, 3) and m.all() for m in res.masks)
     stay = np.full((4, 3), STAY)
+    with pytest.raises(RuntimeError):
+        make_world(name, 4, 3, seed=0).step(stay)  # no reset yet
     done = [w.step(stay).truncated for _ in range(100)]
     assert done == [False] * 99 + [True]
     assert set(w.episode_metrics()) == set(w.metric_columns())
@@ -214,6 +216,9 @@ def test_same_seed_same_numbers_and_state_round_trip(name):
         assert np.array_equal(oa, oc) and np.array_equal(ra, rc)
     assert a.episode_metrics() == c.episode_metrics()
     assert np.array_equal(a.reset().obs, c.reset().obs)
+    other = "harvest" if name == "cleanup" else "cleanup"
+    with pytest.raises(ValueError):
+        make_world(other, 4, 4, seed=0).set_state(plain)
 
 
 def test_render_text_and_rgb():

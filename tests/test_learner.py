@@ -29,7 +29,7 @@ def make(config: RunConfig = CONFIG, ids=range(3)) -> dict[int, Learner]:
 
 
 def rollout(learners: dict[int, Learner], data: np.random.Generator) -> np.ndarray:
-    """One episode batch of random observations, masks and rewards; returns the actions [T, N, B]."""
+    """One episode batch of random observations, masks and rewards; returns actions [T, N, B]."""
     taken = []
     for t in range(T):
         step = {}

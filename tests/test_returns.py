@@ -19,9 +19,11 @@ def test_gae_hand_computed_with_truncation_and_termination():
 
     adv, ret = gae(rewards, values, next_values, terminated, truncated, gamma=0.5, lam=0.5)
 
-    # column 0: delta = [1, 5, 2.5, 2]; A_3 = 2; A_2 = 2.5 + .25 * 2; A_1 = 5 (boundary); A_0 = 1 + .25 * 5
+    # column 0: delta = [1, 5, 2.5, 2]; A_3 = 2; A_2 = 2.5 + .25 * 2; A_1 = 5 (boundary);
+    #   A_0 = 1 + .25 * 5
     # G_3 = 4; G_2 = 3 + .5 * 4; G_1 = 2 + .5 * 8 (bootstrap); G_0 = 1 + .5 * 6
-    # column 1: delta = [1, 1.75, 2.5, 3.5]; A_t = delta_t + .25 A_{t+1}; G_3 = 4 + .5 * 3, G_t = r_t + .5 G_{t+1}
+    # column 1: delta = [1, 1.75, 2.5, 3.5]; A_t = delta_t + .25 A_{t+1};
+    #   G_3 = 4 + .5 * 3, G_t = r_t + .5 G_{t+1}
     expected_adv = [[2.25, 1.6484375], [5.0, 2.59375], [3.0, 3.375], [2.0, 3.5]]
     expected_ret = [[4.0, 3.4375], [6.0, 4.875], [5.0, 5.75], [4.0, 5.5]]
     np.testing.assert_allclose(adv.numpy(), expected_adv, rtol=0, atol=1e-6)

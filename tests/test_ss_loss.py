@@ -181,7 +181,8 @@ def test_xi_n_drops_masked_and_missing_neighbours():
     p2 = logits_2.detach().double().softmax(1).numpy()[np.arange(R), a_2.numpy()]
     r1 = p1 / beh_1.double().numpy()
     r2 = np.where(mask_2.numpy() > 0, p2 / np.maximum(beh_2.double().numpy(), 1e-30), 1.0)
-    assert terms.surrogate == pytest.approx(float(np.mean(r1 * r2 * ADV.double().numpy())), rel=1e-5)
+    expected = float(np.mean(r1 * r2 * ADV.double().numpy()))
+    assert terms.surrogate == pytest.approx(expected, rel=1e-5)
     assert all(torch.isfinite(g).all() for g in grads(terms, logits_ii, logits_1, logits_2))
 
     # a neighbour masked out at every step is the same as a missing one (communication gap)
@@ -190,5 +191,6 @@ def test_xi_n_drops_masked_and_missing_neighbours():
         t_off = loss(logits_ii, a_i, beh_i, [n1(), off], rho=rho)
         t_gap = loss(logits_ii, a_i, beh_i, [n1()], rho=rho)
         assert t_off.total.item() == pytest.approx(t_gap.total.item(), abs=1e-7)
-        for g_off, g_gap in zip(grads(t_off, logits_ii, logits_1), grads(t_gap, logits_ii, logits_1)):
+        pairs = zip(grads(t_off, logits_ii, logits_1), grads(t_gap, logits_ii, logits_1))
+        for g_off, g_gap in pairs:
             torch.testing.assert_close(g_off, g_gap, rtol=0, atol=1e-7)

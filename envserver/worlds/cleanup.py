@@ -91,7 +91,8 @@ class CleanupWorld(GridWorld):
         return ("apples_eaten", "waste_cleaned", "equality")
 
     def episode_metrics(self) -> dict[str, float]:
-        """Means over the B copies: apples eaten by all agents, waste cells cleaned, equality."""
+        """Means over the B copies: apples eaten by all agents, waste cells cleaned, equality of the
+        agents' returns (= apples eaten, +1 each)."""
         return {
             "apples_eaten": float(self.eaten.sum(axis=1).mean()),
             "waste_cleaned": float(self.cleaned.mean()),
@@ -135,7 +136,8 @@ class CleanupWorld(GridWorld):
 
     def _clean(self, copies: np.ndarray, agents: np.ndarray, occ: np.ndarray) -> None:
         """CLEAN by agents[m] in copies[m]: each lane runs until a wall (excluded) or its first agent or
-        waste cell (included); waste cells on the lanes become clean (so at most one per lane)."""
+        waste cell (included); a waste cell it ends on becomes clean (so at most one per lane), one under
+        an agent does not."""
         o = self.ori[copies, agents]
         fwd = DIRS[o][:, None, None, :]
         right = DIRS[(o + 1) % 4][:, None, None, :]
@@ -144,8 +146,9 @@ class CleanupWorld(GridWorld):
         r, c = np.clip(cells[..., 0], 0, h - 1), np.clip(cells[..., 1], 0, w - 1)  # [m, 3, 5]
         cb = np.broadcast_to(copies[:, None, None], r.shape)
         wall = self.blocked(cells)
-        dirty = ~wall & self.waste[cb, r, c]
-        absorbs = dirty | (~wall & occ[cb, r, c])
+        agent = ~wall & occ[cb, r, c]  # an agent absorbs the lane, even on a waste cell
+        dirty = ~wall & ~agent & self.waste[cb, r, c]
+        absorbs = agent | dirty
         stop = wall | absorbs
         first = np.where(stop.any(axis=2), stop.argmax(axis=2), BEAM_LENGTH)[..., None]  # [m, 3, 1]
         depth = np.arange(BEAM_LENGTH)

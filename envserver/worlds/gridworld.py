@@ -21,13 +21,13 @@ Game specifics (CLEAN beams, spawn and regrowth rules) live in subclasses throug
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from envserver.worlds._common import EpisodeClock, check_actions, restore_rng, rng_state
 from envserver.worlds.base import StepResult, World, WorldSpec, complete_graph, full_masks
 
 # actions (env-reference 1.3)
@@ -159,7 +159,7 @@ class GridWorld(World):
     """B copies of an N-agent grid game in lockstep. Public state arrays (tests may edit them):
 
     pos [B, N, 2] int64 (row, col), ori [B, N] int64, apples [B, H, W] bool, eaten [B, N] int64
-    (apples eaten this episode), t (steps taken this episode).
+    (apples eaten this episode); clock.t counts the steps of the episode.
     """
 
     NAME: str
@@ -169,8 +169,9 @@ class GridWorld(World):
         self.grid = GridMap.parse(rows)
         self.walls = self.grid.cells("@")
         self.spawns = self.grid.coords("P")
-        if not 1 <= n_agents <= min(len(self.spawns), len(AGENT_COLOURS)):
-            raise ValueError(f"{self.NAME}: n_agents must be in 1..{min(len(self.spawns), len(AGENT_COLOURS))}")
+        most = min(len(self.spawns), len(AGENT_COLOURS))  # distinct spawn points, distinct colours
+        if not 1 <= n_agents <= most:
+            raise ValueError(f"{self.NAME}: n_agents must be in 1..{most}")
         if batch < 1 or horizon < 1:
             raise ValueError("batch and horizon must be >= 1")
         self.n, self.b = n_agents, batch
@@ -195,7 +196,7 @@ class GridWorld(World):
         for legend, char in (("AB", "."), ("HR", "R"), ("S", "S"), ("@", "@")):
             self.base_chars[self.grid.cells(legend)] = char
         self._bi = np.arange(batch)[:, None]  # batch index broadcasting against [B, N]
-        self.t = 0
+        self.clock = EpisodeClock(horizon)
         self.pos = np.zeros((batch, n_agents, 2), dtype=np.int64)
         self.ori = np.zeros((batch, n_agents), dtype=np.int64)
         self.apples = np.zeros((batch, h, w), dtype=bool)
@@ -219,6 +220,7 @@ class GridWorld(World):
         """Dynamic layers to draw, bottom first."""
 
     def _extra_state(self) -> dict:
+        """The game's own plain-data state, merged into get_state()."""
         return {}
 
     def _load_extra_state(self, state: dict) -> None:
@@ -230,29 +232,22 @@ class GridWorld(World):
         pick = np.argsort(self.rng.random((self.b, len(self.spawns))), axis=1)[:, : self.n]
         self.pos = self.spawns[pick]
         self.ori = self.rng.integers(0, 4, size=(self.b, self.n))
-        self.t = 0
+        self.clock.start()
         self.eaten[:] = 0
         self._reset_layers()
         return StepResult(self.observe(), np.zeros((self.n, self.b), np.float32), False, full_masks(self.spec))
 
     def step(self, actions: np.ndarray) -> StepResult:
         """Turns and moves, eating, the game's extra actions, spawning; order of env-reference 1.5."""
-        if self.t >= self.spec.horizon:
-            raise RuntimeError("episode finished: call reset()")
-        act = np.asarray(actions, dtype=np.int64)
-        if act.shape != (self.n, self.b) or act.min() < 0 or act.max() >= self.N_ACTIONS:
-            raise ValueError(f"actions must be [{self.n}, {self.b}] ints in 0..{self.N_ACTIONS - 1}")
-        act = act.T  # [B, N]
+        act = check_actions(actions, self.spec).T  # [B, N]
+        truncated = self.clock.tick()
         rank = np.argsort(self.rng.random((self.b, self.n)), axis=1)  # a uniform random ranking per copy
         self._move(act, rank)
         rewards = self._eat()
         self._special_actions(act, np.argsort(rank, axis=1))
         self._grow()
-        self.t += 1
         self.eaten += rewards
-        return StepResult(
-            self.observe(), rewards.T.astype(np.float32), self.t >= self.spec.horizon, full_masks(self.spec)
-        )
+        return StepResult(self.observe(), rewards.T.astype(np.float32), truncated, full_masks(self.spec))
 
     def render_text(self, b: int = 0) -> str:
         """ASCII picture of copy b: legend chars, `.` empty apple cell, agents as ids, then headings."""
@@ -263,7 +258,7 @@ class GridWorld(World):
         for i, (r, c) in enumerate(self.pos[b]):
             pic[r, c] = str(i)
         heading = " ".join(f"{i}{ARROWS[o]}" for i, o in enumerate(self.ori[b]))
-        return "\n".join("".join(row) for row in pic) + f"\nt={self.t} {heading}"
+        return "\n".join("".join(row) for row in pic) + f"\nt={self.clock.t} {heading}"
 
     def render_rgb(self, b: int = 0, scale: int = 8) -> np.ndarray:
         """Full-map RGB frame [H * scale, W * scale, 3] uint8 of copy b (for GIFs)."""
@@ -282,10 +277,11 @@ class GridWorld(World):
         return np.ascontiguousarray(views.transpose(1, 0, 2, 3, 4))
 
     def get_state(self) -> dict:
-        """Plain JSON/msgpack-friendly data (lists, ints, bools, strings)."""
+        """Plain JSON/msgpack-friendly data (dicts, lists, ints, floats, bools, strings)."""
         return {
-            "t": self.t,
-            "rng": json.dumps(self.rng.bit_generator.state),  # 128-bit ints: kept inside a JSON string
+            "world": self.NAME,
+            "t": self.clock.t,
+            "rng": rng_state(self.rng),
             "pos": self.pos.tolist(),
             "ori": self.ori.tolist(),
             "apples": self.apples.tolist(),
@@ -295,8 +291,10 @@ class GridWorld(World):
 
     def set_state(self, state: dict) -> None:
         """Inverse of get_state (the world must have the same map, N and B)."""
-        self.t = int(state["t"])
-        self.rng.bit_generator.state = json.loads(state["rng"])
+        if state.get("world") != self.NAME:
+            raise ValueError(f"not a {self.NAME} state: {state.get('world')!r}")
+        self.clock.t = int(state["t"])
+        restore_rng(self.rng, state["rng"])
         self.pos = self._load(state["pos"], self.pos)
         self.ori = self._load(state["ori"], self.ori)
         self.apples = self._load(state["apples"], self.apples)

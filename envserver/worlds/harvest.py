@@ -59,7 +59,8 @@ class HarvestWorld(GridWorld):
         return ("apples_eaten", "apples_left", "equality")
 
     def episode_metrics(self) -> dict[str, float]:
-        """Means over the B copies: apples eaten by all agents, apples on the map at the end, equality."""
+        """Means over the B copies: apples eaten by all agents, apples on the map at the end, equality
+        of the agents' returns (= apples eaten, +1 each)."""
         return {
             "apples_eaten": float(self.eaten.sum(axis=1).mean()),
             "apples_left": float(self.apples.sum(axis=(1, 2)).mean()),

@@ -32,9 +32,10 @@ def router(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: i
 def dealer(ctx: zmq.Context, *, routing_id: bytes | None = None,
            max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int = DEFAULT_HWM,
            curve: CurveKeys | None = None) -> zmq.Socket:
-    """A DEALER that queues only to completed connections (IMMEDIATE)."""
+    """A DEALER. Deliberately NOT IMMEDIATE (DESIGN.md asked for it): with IMMEDIATE=1, messages that
+    arrived but were not read yet are discarded when the peer disconnects, so a server's last reply
+    before it exits is lost (tests/test_protocol_topics_sockets.py::test_dealer_keeps_last_reply)."""
     sock = _socket(ctx, zmq.DEALER, max_msg_size, hwm, curve, server=False)
-    sock.setsockopt(zmq.IMMEDIATE, 1)
     if routing_id is not None:
         sock.setsockopt(zmq.ROUTING_ID, routing_id)
     return sock

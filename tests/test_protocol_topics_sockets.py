@@ -115,10 +115,30 @@ def test_factory_defaults(ctx: zmq.Context, factory) -> None:
     assert sock.getsockopt(zmq.SNDHWM) == 10000
 
 
-def test_dealer_is_immediate_and_takes_a_routing_id(ctx: zmq.Context) -> None:
+def test_dealer_takes_a_routing_id(ctx: zmq.Context) -> None:
     d = sockets.dealer(ctx, routing_id=b"agent-3")
-    assert d.getsockopt(zmq.IMMEDIATE) == 1
+    assert d.getsockopt(zmq.IMMEDIATE) == 0
     assert d.getsockopt(zmq.ROUTING_ID) == b"agent-3"
+
+
+def test_dealer_keeps_last_reply(ctx: zmq.Context) -> None:
+    """A server that replies and exits at once: its replies must still be readable by the dealer."""
+    server_ctx = zmq.Context()
+    router = sockets.router(server_ctx)
+    endpoint = sockets.bind_random(router)
+    dealer = sockets.dealer(ctx)
+    dealer.connect(endpoint)
+    dealer.send(b"request")  # test-only raw socket: not a process send path
+    assert router.poll(5000)
+    routing_id, _ = router.recv_multipart()
+    for i in range(3):
+        router.send_multipart([routing_id, b"reply %d" % i])
+    router.close()
+    server_ctx.term()  # lingers until the replies are out, then the connection is gone
+    got = []
+    while dealer.poll(2000):
+        got.append(dealer.recv())
+    assert got == [b"reply 0", b"reply 1", b"reply 2"]
 
 
 def test_bind_random_returns_the_loopback_endpoint(ctx: zmq.Context) -> None:

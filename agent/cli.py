@@ -31,6 +31,8 @@ def parse_ids(text: str | None) -> tuple[int, ...] | None:
 @click.option("--coordinator", default=DEFAULT_COORDINATOR, show_default=True, help="Coordinator endpoint.")
 @click.option("--bind", default="tcp://127.0.0.1:0", show_default=True,
               help="Where to bind this agent's PUB socket (port 0 = any free port).")
+@click.option("--advertise", default=None, metavar="ENDPOINT",
+              help="Endpoint neighbours should connect to, if not the bound one (NAT, containers, proxies).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/latest", show_default=True,
               help="Run directory: writes agents/<id>/{train.csv,checkpoint.pt,audit.log}.")
 @click.option("--run-id", default="ssmarl", show_default=True,
@@ -38,8 +40,8 @@ def parse_ids(text: str | None) -> tuple[int, ...] | None:
 @click.option("--audit", type=click.Choice(AUDIT_MODES), default="frames", show_default=True,
               help="Audit log keeps every outbound frame, or only their hashes (long runs).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, out: str, run_id: str,
-         audit: str, verbose: bool) -> None:
+def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, advertise: str | None, out: str,
+         run_id: str, audit: str, verbose: bool) -> None:
     """Run ONE agent: its own policy, suggestion nets, critic, rewards and RNG, in this process.
 
     It registers with the coordinator, gets the run config and its neighbours' endpoints, then trains:
@@ -51,7 +53,7 @@ def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, out:
 
     configure_logging(verbose)
     opts = AgentOptions(agent_id=agent_id, neighbors=parse_ids(neighbors), coordinator=coordinator,
-                        bind=bind, out=Path(out), run_id=run_id, audit=audit)
+                        bind=bind, advertise=advertise, out=Path(out), run_id=run_id, audit=audit)
     try:
         run_agent(opts)
     except (RuntimeError, TimeoutError) as err:

@@ -21,8 +21,9 @@ class EnvServerUnavailable(RuntimeError):
 class EnvLink:
     """Lockstep requests to the env server; every reply is validated against the world's spaces."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, outbox: Outbox, inbox: Inbox,
+    def __init__(self, ctx: zmq.Context, me: int, endpoint: str, outbox: Outbox, inbox: Inbox,
                  spec: WorldSpec, n_neighbors: int):
+        self.me = me
         self.endpoint = endpoint
         self.outbox = outbox
         self.inbox = inbox
@@ -63,6 +64,8 @@ class EnvLink:
 
     def _check(self, msg: Message, step: int) -> str | None:
         spec, b = self.spec, self.spec.batch
+        if msg.body["to"] != self.me:
+            return f"addressed to agent {msg.body['to']}, not to us (agent {self.me})"
         obs = msg.body["obs"]
         if obs.shape != (b, *spec.obs_shape) or obs.dtype != np.dtype(spec.obs_dtype):
             return f"obs {obs.dtype}{obs.shape}, expected {spec.obs_dtype}{(b, *spec.obs_shape)}"

@@ -41,6 +41,7 @@ class AgentOptions:
     out: Path
     run_id: str
     audit: str = "frames"
+    advertise: str | None = None  # endpoint given to neighbours, if not the bound one
     register_deadline_s: float = 600.0
 
 
@@ -70,14 +71,15 @@ class AgentProcess:
     def run(self) -> None:
         """Register, train to the end, report STOP; any failure is reported to the coordinator too."""
         torch.set_num_threads(1)
-        directory = self.coordinator.register(self.pub_endpoint, self.opts.neighbors, self.opts.register_deadline_s)
+        directory = self.coordinator.register(self.opts.advertise or self.pub_endpoint, self.opts.neighbors,
+                                              self.opts.register_deadline_s)
         config = directory.config
         self.outbox = Outbox("agent", config.algo, self.opts.run_id, self.me, self.audit_log)
         self.coordinator.outbox = self.outbox
         self.peers = PeerLink(self.ctx, self.me, self.pub, self.pub_endpoint, directory.peers,
                               self.outbox, self.inbox, directory.spec.n_actions)
         self.peers.wait_subscribed(self.opts.register_deadline_s)
-        self.env = EnvLink(self.ctx, directory.envserver, self.outbox, self.inbox, directory.spec,
+        self.env = EnvLink(self.ctx, self.me, directory.envserver, self.outbox, self.inbox, directory.spec,
                            len(directory.neighbors))
         learner = Learner(self.me, directory.spec, directory.neighbors, config)
         self.coordinator.ready_and_wait_start(self.opts.register_deadline_s)

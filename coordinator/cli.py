@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from protocol.config import ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve
+from protocol.config import ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
 from protocol.rundir import RunDir
 
 
@@ -73,7 +73,9 @@ def check_resumable(config: RunConfig, out: Path) -> None:
 @run_options
 @click.option("--no-resume", is_flag=True, help="Start over even if --out holds checkpoints.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in logs).")
-def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool) -> None:
+@click.option("--render", "render_to", type=click.Path(dir_okay=False), default=None,
+              help="After training, play one episode with the trained policies and write it as a GIF.")
+def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, render_to: str | None) -> None:
     """Train all agents and the world in ONE process with an in-memory exchange.
 
     The reference implementation of the algorithm: `ss-cluster` with the same options and seed must
@@ -88,6 +90,10 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool) -
         click.echo(f"resuming {out} from update {done} of {config.updates}", err=True)
     sim.run(progress=not no_progress)
     click.echo(f"done: {config.updates} updates ({config.updates * config.batch} episodes) -> {out}", err=True)
+    if render_to:
+        from coordinator.render import render_episode
+
+        click.echo(f"episode GIF -> {render_episode(out, Path(render_to))}", err=True)
 
 
 @click.command(epilog="Example: ss-cluster --env predation --agents 8 --episodes 200 --out runs/demo")
@@ -127,6 +133,7 @@ def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, verbo
     configure_logging(verbose)
     rd = RunDir(out)
     rd.make(config.agents)
+    write_toml(config, rd.config)  # at once, so scripts can read the resolved run (e.g. the agent count)
     coordinator = Coordinator(config, run_id, bind, rd)
     try:
         code = coordinator.run()

@@ -98,6 +98,7 @@ class EnvServer:
         for i in sorted(to):
             body = {
                 "episode": episode,
+                "to": i,
                 "obs": np.ascontiguousarray(result.obs[i]),
                 "truncated": bool(result.truncated),
                 "mask": project_mask(self.spec.candidates[i], result.masks[i], self.neighbors[i]),
@@ -152,7 +153,8 @@ class EnvServer:
             metrics.close()
 
 
-def serve(coordinator: str, bind: str, run_id: str, out: RunDir, register_deadline_s: float = 600.0) -> None:
+def serve(coordinator: str, bind: str, run_id: str, out: RunDir, register_deadline_s: float = 600.0,
+          advertise: str | None = None) -> None:
     """Register with the coordinator, wait for START, then play the whole run."""
     ctx = zmq.Context()
     sock = sockets.router(ctx)
@@ -162,7 +164,7 @@ def serve(coordinator: str, bind: str, run_id: str, out: RunDir, register_deadli
     outbox = Outbox("envserver", "ss", run_id, ENVSERVER_ID, AuditLog(out.process_audit("envserver")))
     link = CoordinatorLink(ctx, coordinator, "envserver", outbox, inbox)
     try:
-        directory = link.register(endpoint, None, register_deadline_s)
+        directory = link.register(advertise or endpoint, None, register_deadline_s)
         server = EnvServer(ctx, directory, run_id, sock, endpoint, outbox, inbox, out)
         link.ready_and_wait_start(register_deadline_s)
         log.info("START: serving %s to %d agents at %s", directory.config.env, directory.config.agents, endpoint)

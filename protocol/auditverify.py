@@ -19,7 +19,7 @@ from protocol.audit import SendPolicy, send_policy
 from protocol.auditlog import GENESIS, LogFormatError, Record, TornTail, frame_digest, is_torn, iter_lines, \
     parse_record, topic_label
 from protocol.codec import ProtocolError, decode
-from protocol.messages import COORDINATOR_ID, ENVSERVER_ID, PRIVATE_FIELDS, Message
+from protocol.messages import COORDINATOR_ID, ENVSERVER_ID, PRIVATE_FIELDS, Kind, Message
 from protocol.topics import parse_topic
 
 # The fixed sender ids of the non-agent roles (agents are >= 0).
@@ -107,6 +107,8 @@ def _payload_problems(record: Record, policy: SendPolicy, sender: _Sender) -> li
     private = sorted(PRIVATE_FIELDS.get(msg.kind, frozenset()) & msg.body.keys())
     if private and msg.kind not in policy.private:
         problems.append(f"carries private field(s) {private} in {msg.kind.value}")
+    if "to" in msg.body and msg.kind is not Kind.SUGG and record.dest != f"agent:{msg.body['to']}":
+        problems.append(f"{msg.kind.value} for agent {msg.body['to']} was sent to {record.dest}")
     if record.topic is not None:
         problems += _topic_problems(record.frames[0], msg)
     return problems

@@ -168,6 +168,7 @@ SCHEMAS: dict[Kind, Schema] = {
     Kind.OBS: Schema(
         {
             "episode": Int(min=0),
+            "to": Int(min=0),  # the one agent whose observation and reward this is
             "obs": Array(dtypes=("<f4", "|u1"), min_ndim=2, private=True),
             "reward": Array(dtypes=F32, ndim=1, required=False, private=True),
             "truncated": Bool(),

@@ -45,7 +45,7 @@ def valid_messages() -> dict[Kind, Message]:
         Kind.HEARTBEAT: {"role": "envserver"},
         Kind.RESET: {"episode": 3},
         Kind.STEP: {"episode": 3, "actions": np.array([1, 0, 1], np.int64)},
-        Kind.OBS: {"episode": 3, "obs": rng.random((3, 8)).astype(np.float32),
+        Kind.OBS: {"episode": 3, "to": 1, "obs": rng.random((3, 8)).astype(np.float32),
                    "reward": np.array([-1.0, 0.0, -2.0], np.float32), "truncated": False,
                    "mask": np.array([[True, False], [False, False], [True, True]]), "default_used": True},
         Kind.EPISODE_END: {"episode": 3, "reason": "time limit"},

@@ -98,10 +98,19 @@ def test_masks_use_normalised_distance_inclusive_at_three() -> None:
 
 
 def test_masks_just_beyond_three_are_off() -> None:
+    w = started(3, 2)
+    masks = w.place(positions=[[0.0, 27.0], [3.01, 30.0], [20.0, 0.0]], prey=[5.0, 5.0]).masks
+    np.testing.assert_array_equal(masks[0], [[False, False], [True, False]])
+    np.testing.assert_array_equal(masks[1], [[False, False], [True, False]])
+
+
+def test_two_agents_always_exchange() -> None:
+    """N = 2 is the plain two-player dilemma: the pair is linked at every step, however far apart."""
     w = started(2, 2)
-    masks = w.place(positions=[[0.0, 27.0], [3.01, 30.0]], prey=[5.0, 5.0]).masks
-    np.testing.assert_array_equal(masks[0], [[False], [True]])
-    np.testing.assert_array_equal(masks[1], [[False], [True]])
+    assert not w.spec.dynamic_neighbors
+    masks = w.place(positions=[[0.0, 27.0], [30.0, 30.0]], prey=[5.0, 5.0]).masks
+    np.testing.assert_array_equal(masks[0], [[True], [True]])
+    np.testing.assert_array_equal(masks[1], [[True], [True]])
 
 
 def test_truncates_at_step_30_then_refuses_to_step() -> None:

@@ -16,7 +16,14 @@ REGISTRY: dict[str, str] = {
 
 
 def make_world(name: str, n_agents: int, batch: int, seed: int) -> World:
-    """Build B seeded parallel copies of the named world for n_agents agents."""
+    """Build B seeded parallel copies of the named world for n_agents agents.
+
+    A name with ':' is an external PettingZoo ParallelEnv, "module:factory[?key=value&...]" (pz_world.py).
+    """
+    if ":" in name:
+        from envserver.worlds.pz_world import PettingZooWorld  # needs pettingzoo only when used
+
+        return PettingZooWorld(name, n_agents=n_agents, batch=batch, seed=seed)
     if name not in REGISTRY:
         raise ValueError(f"unknown env {name!r}; choose one of {sorted(REGISTRY)}")
     module, cls = REGISTRY[name].split(":")

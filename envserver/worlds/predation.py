@@ -3,8 +3,12 @@
 N predators and one static prey live on [0, 30]. Each step an agent moves -1 or +1; moving toward the
 prey (judged before the move; an agent exactly on the prey counts +1 as toward) is cooperation.
 Per-step rewards: all cooperate -> -1 each; all defect -> -2N + 1 each; mixed -> cooperators -2N,
-defectors 0. Everyone observes s^t = [x_1 - x_tar, ..., x_N - x_tar] / 30; agents within normalised
-distance 0.1 of each other are neighbours.
+defectors 0. Everyone observes s^t = [x_1 - x_tar, ..., x_N - x_tar] / 30.
+
+Neighbours: with N > 2, agents within normalised distance 0.1 of each other (paper section 5.1, the
+8-agent experiments). With N = 2 the pair always exchanges: the paper's two-agent study (Fig. 3) is the
+plain two-player dilemma, and with the distance rule two random starts are neighbours on only ~19% of
+steps - measured here, SS then collapses to defection (cc_rate 0.02 vs 0.87 with the pair linked).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from envserver.worlds._common import EpisodeClock, RngOnlyState, check_actions
-from envserver.worlds.base import StepResult, World, WorldSpec, complete_graph
+from envserver.worlds.base import StepResult, World, WorldSpec, complete_graph, full_masks
 
 LENGTH = 30.0  # the line X = [0, 30]
 HORIZON = 30
@@ -39,7 +43,7 @@ class PredationWorld(RngOnlyState, World):
             horizon=HORIZON,
             default_action=0,
             candidates=complete_graph(n_agents),
-            dynamic_neighbors=True,
+            dynamic_neighbors=n_agents > 2,
         )
         self.rng = np.random.default_rng(seed)
         self.clock = EpisodeClock(HORIZON)
@@ -98,7 +102,10 @@ class PredationWorld(RngOnlyState, World):
         return StepResult(obs=obs, rewards=rewards, truncated=truncated, masks=self._masks())
 
     def _masks(self) -> list[np.ndarray]:
-        """masks[i][b, m]: |x_i - x_j| / 30 <= 0.1 for j = candidates[i][m], at the current positions."""
+        """masks[i][b, m]: |x_i - x_j| / 30 <= 0.1 for j = candidates[i][m], at the current positions
+        (all True for N = 2: see the module docstring)."""
+        if not self.spec.dynamic_neighbors:
+            return full_masks(self.spec)
         dist = np.abs(self.positions[:, None, :] - self.positions[None, :, :]) / LENGTH  # [N, N, B]
         near = dist <= NEIGHBOUR_RADIUS
         return [near[i, list(c), :].T.copy() for i, c in enumerate(self.spec.candidates)]

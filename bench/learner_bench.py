@@ -1,0 +1,74 @@
+"""Learner cost of SS against IPPO: seconds per training update on predation (8 agents, batch 16).
+
+    python bench/learner_bench.py [--updates 8] [--quick]
+
+Both runs are `ss-sim` Simulations built from the same resolved config except `algo`, measured in one
+process and interleaved update by update (the order alternates) so machine drift hits both alike.
+An update = rollout of one episode batch (all agents act for T steps) + training (K exchange rounds,
+each followed by one Adam pass of every learner); "train" is the training part alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _timing import explain, median, predation, result
+from coordinator.sim import Simulation
+
+
+def time_update(sim: Simulation, update: int) -> tuple[float, float]:
+    """(rollout + train seconds, train seconds) of one update, exactly as `Simulation.run` does it."""
+    start = time.perf_counter()
+    sim.rollout((update + 1) * sim.config.batch)
+    rolled = time.perf_counter()
+    sim.train()
+    return time.perf_counter() - start, time.perf_counter() - rolled
+
+
+def measure(sims: dict[str, Simulation], updates: int) -> dict[str, tuple[list[float], list[float]]]:
+    """One warm-up update each, then `updates` timed ones, alternating which algorithm goes first."""
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in sims}
+    order = list(sims)
+    for update in range(updates + 1):
+        for name in order if update % 2 else reversed(order):
+            total, train = time_update(sims[name], update)
+            if update:  # update 0 warms caches and allocators
+                times[name][0].append(total)
+                times[name][1].append(train)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--updates", type=int, default=8, help="timed updates per algorithm")
+    parser.add_argument("--quick", action="store_true", help="tiny settings for the smoke test")
+    args = parser.parse_args()
+    if args.quick:
+        args.agents, args.batch, args.updates = 2, 2, 2
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        sims = {algo: Simulation(predation(args.agents, args.batch, args.updates + 1, algo=algo), Path(tmp) / algo)
+                for algo in ("ss", "ippo")}
+        times = measure(sims, args.updates)
+    config = sims["ss"].config
+    explain(f"predation, {args.agents} agents, batch {args.batch}, K={config.iterations}, "
+            f"hidden {config.hidden}; median of {args.updates} updates after 1 warm-up, ss and ippo interleaved")
+    explain("update = rollout (T steps, every agent acts) + train (K rounds x one Adam pass per agent)")
+    for algo in sims:
+        result(f"{algo}_update_s", median(times[algo][0]), "s", f"{algo}: seconds per update (rollout + train)")
+        result(f"{algo}_train_s", median(times[algo][1]), "s", f"{algo}: seconds of training per update")
+    result("update_ratio_ss_over_ippo", median(times["ss"][0]) / median(times["ippo"][0]), "x",
+           "ss / ippo, rollout + train")
+    result("train_ratio_ss_over_ippo", median(times["ss"][1]) / median(times["ippo"][1]), "x",
+           "ss / ippo, training only")
+
+
+if __name__ == "__main__":
+    main()

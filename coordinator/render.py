@@ -1,0 +1,130 @@
+"""Play one episode of a trained run with every agent's policy and write it as an animated GIF.
+
+`render_episode(DIR, OUT.gif)` reads DIR/config.toml and DIR/agents/<id>/checkpoint.pt, plays one
+episode in a single copy (batch 1) of the run's world, sampling each agent's action from its pi_ii,
+and writes T + 1 frames (the start, then the state after every step). Each frame carries a time bar
+under the picture, which also keeps consecutive frames distinct (GIF writers merge identical ones).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from agent.learner import Learner
+from agent.records import load_checkpoint
+from envserver.worlds import World, WorldSpec, make_world
+from envserver.worlds.gridworld import AGENT_COLOURS
+from envserver.worlds.navigation import SIZE, NavigationWorld
+from envserver.worlds.predation import LENGTH, PredationWorld
+from protocol.config import RunConfig, load_toml
+from protocol.rundir import RunDir
+from protocol.topology import project_mask, resolve_neighbors
+
+CELL = 16  # pixels per cell in the pictures drawn here (predation, navigation)
+BAR = 4  # pixel rows of the time bar
+PREY = (255, 64, 64)
+PREY_COLUMN = (60, 60, 60)
+BAR_COLOUR = (255, 255, 255)
+
+
+def rgb_frame(world: World, b: int = 0) -> np.ndarray:
+    """RGB picture [H, W, 3] uint8 of copy b: the world's own `render_rgb`, or one drawn here."""
+    if isinstance(world, PredationWorld):
+        return _predation(world, b)
+    if isinstance(world, NavigationWorld):
+        return _navigation(world, b)
+    if hasattr(world, "render_rgb"):
+        return world.render_rgb(b)
+    raise TypeError(f"no RGB picture for {type(world).__name__}")
+
+
+def _colour(i: int) -> np.ndarray:
+    return AGENT_COLOURS[i % len(AGENT_COLOURS)]
+
+
+def _cells_to_pixels(img: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(img, CELL, axis=0), CELL, axis=1)
+
+
+def _predation(world: PredationWorld, b: int) -> np.ndarray:
+    """Row 0 the prey, row i+1 predator i, on the line's 31 unit cells; the prey's column shaded."""
+    n = world.spec.n_agents
+    img = np.zeros((n + 1, int(LENGTH) + 1, 3), dtype=np.uint8)
+    prey = int(round(world.prey[b]))
+    img[:, prey] = PREY_COLUMN
+    img[0, prey] = PREY
+    for i, x in enumerate(world.positions[:, b]):
+        img[i + 1, int(round(x))] = _colour(i)
+    return _cells_to_pixels(img)
+
+
+def _navigation(world: NavigationWorld, b: int) -> np.ndarray:
+    """The 5x5 grid: targets in their agent's colour at half brightness, agents in full colour."""
+    img = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
+    for i, (x, y) in enumerate(world.targets[:, b].tolist()):
+        img[y, x] = _colour(i) // 2
+    for i, (x, y) in enumerate(world.cells[:, b].tolist()):
+        img[y, x] = _colour(i)
+    return _cells_to_pixels(img)
+
+
+def with_time_bar(frame: np.ndarray, t: int, horizon: int) -> np.ndarray:
+    """The frame with BAR rows below it, filled left to right to t / T."""
+    bar = np.zeros((BAR, frame.shape[1], 3), dtype=np.uint8)
+    bar[:, : frame.shape[1] * t // horizon] = BAR_COLOUR
+    return np.concatenate([frame, bar], axis=0)
+
+
+def load_learners(run_dir: RunDir, config: RunConfig, spec: WorldSpec,
+                  neighbors: dict[int, tuple[int, ...]]) -> list[Learner]:
+    """Every agent's learner for a world with this spec, restored from its checkpoint."""
+    learners = []
+    for i in range(config.agents):
+        state = load_checkpoint(run_dir.checkpoint(i))
+        if state is None:
+            raise FileNotFoundError(f"{run_dir.checkpoint(i)}: no checkpoint; train the run first")
+        learner = Learner(i, spec, neighbors[i], config)
+        learner.load_state_dict(state["learner"])
+        learners.append(learner)
+    return learners
+
+
+def play_episode(world: World, learners: list[Learner],
+                 neighbors: dict[int, tuple[int, ...]]) -> list[np.ndarray]:
+    """One episode in copy 0, every agent acting with its policy; returns the T + 1 frames."""
+    spec = world.spec
+    result = world.reset()
+    frames = [with_time_bar(rgb_frame(world), 0, spec.horizon)]
+    for t in range(1, spec.horizon + 1):
+        actions = np.stack([
+            learner.act(result.obs[i], project_mask(spec.candidates[i], result.masks[i], neighbors[i]))
+            for i, learner in enumerate(learners)
+        ])
+        result = world.step(actions)
+        for i, learner in enumerate(learners):
+            learner.record(result.rewards[i], result.truncated, result.obs[i])
+        frames.append(with_time_bar(rgb_frame(world), t, spec.horizon))
+    return frames
+
+
+def write_gif(frames: list[np.ndarray], out: Path, frame_ms: int = 100) -> Path:
+    """An endlessly looping animated GIF of the frames."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(out, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+    return out
+
+
+def render_episode(run_dir: Path, out: Path, seed: int | None = None) -> Path:
+    """Play one episode of the trained run in `run_dir` (world seed: `seed`, else the run's) -> GIF `out`."""
+    torch.set_num_threads(1)
+    rd = RunDir(run_dir)
+    config = RunConfig.from_dict(load_toml(rd.config))
+    world = make_world(config.env, config.agents, 1, config.seed if seed is None else seed)
+    neighbors = resolve_neighbors(config, world.spec)
+    learners = load_learners(rd, config, world.spec, neighbors)
+    return write_gif(play_episode(world, learners, neighbors), Path(out))

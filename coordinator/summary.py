@@ -1,0 +1,37 @@
+"""`python -m coordinator.summary RUN_DIR...`: the final metrics of runs, as a table.
+
+Final = mean over the last 10% of metrics.csv rows (the figure the README and the issues quote).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from protocol.csvlog import read_rows
+
+
+def final_metrics(run_dir: Path, fraction: float = 0.1) -> dict[str, float]:
+    """Mean of every numeric metric over the last `fraction` of the rows of run_dir/metrics.csv."""
+    rows = read_rows(run_dir / "metrics.csv")
+    if not rows:
+        raise ValueError(f"{run_dir}/metrics.csv has no rows")
+    tail = rows[-max(1, int(len(rows) * fraction)):]
+    columns = [c for c in rows[0] if c != "episode"]
+    return {"episodes": float(rows[-1]["episode"]),
+            **{c: sum(float(r[c]) for r in tail) / len(tail) for c in columns}}
+
+
+def main(argv: list[str]) -> None:
+    runs = [Path(a) for a in argv if (Path(a) / "metrics.csv").exists()]
+    if not runs:
+        sys.exit("usage: python -m coordinator.summary RUN_DIR...  (directories holding metrics.csv)")
+    table = {run.name: final_metrics(run) for run in runs}
+    columns = list(next(iter(table.values())))
+    print(f"{'run':<24}" + "".join(f"{c:>20}" for c in columns))
+    for name, metrics in table.items():
+        print(f"{name:<24}" + "".join(f"{metrics[c]:>20.4f}" for c in columns))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

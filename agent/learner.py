@@ -194,6 +194,9 @@ class Learner:
         )
         self.optimizer.zero_grad()
         terms.total.backward()
+        if self.config.max_grad_norm > 0:  # per param group: actor (pi_ii + pi_ij) and critic
+            for group in self.optimizer.param_groups:
+                nn.utils.clip_grad_norm_(group["params"], self.config.max_grad_norm)
         self.optimizer.step()
         u.rounds.append({"policy_loss": -terms.surrogate, "value_loss": terms.value_loss,
                          "penalty": terms.penalty, "entropy": terms.entropy})

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: the result-line format, run configs, and robust statistics.
+"""Helpers shared by the benchmarks: the result-line format, run configs, statistics, update timing.
 
 Every measured number is printed as one result line, `name value unit  note`, with a snake_case
 name; explanatory lines start with "#". `parse_results` reads the result lines back (the smoke test
@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import re
 import statistics
+import time
 from typing import Any, Iterable
 
+from coordinator.sim import Simulation
 from protocol.config import RunConfig, resolve
 
 _RESULT = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)\s+(?P<value>\S+)\s+(?P<unit>\S+)(?:\s+(?P<note>.*))?$")
@@ -50,3 +52,13 @@ def median(values: Iterable[float]) -> float:
     """Median, NaN for no values (a bench prints what it could measure rather than crash)."""
     values = list(values)
     return statistics.median(values) if values else math.nan
+
+
+def time_update(sim: Simulation, update: int) -> tuple[float, float]:
+    """(rollout + train seconds, train seconds) of one update, exactly as `Simulation.run` does it."""
+    start = time.perf_counter()
+    sim.rollout((update + 1) * sim.config.batch)
+    rolled = time.perf_counter()
+    sim.train()
+    done = time.perf_counter()
+    return done - start, done - rolled

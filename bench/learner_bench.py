@@ -1,6 +1,6 @@
 """Learner cost of SS against IPPO: seconds per training update on predation (8 agents, batch 16).
 
-    python bench/learner_bench.py [--updates 8] [--quick]
+    python bench/learner_bench.py [--updates 20] [--quick]
 
 Both runs are `ss-sim` Simulations built from the same resolved config except `algo`, measured in one
 process and interleaved update by update (the order alternates) so machine drift hits both alike.
@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from _timing import explain, median, predation, result
+from _timing import explain, median, predation, result, time_update
 from coordinator.sim import Simulation
-
-
-def time_update(sim: Simulation, update: int) -> tuple[float, float]:
-    """(rollout + train seconds, train seconds) of one update, exactly as `Simulation.run` does it."""
-    start = time.perf_counter()
-    sim.rollout((update + 1) * sim.config.batch)
-    rolled = time.perf_counter()
-    sim.train()
-    return time.perf_counter() - start, time.perf_counter() - rolled
 
 
 def measure(sims: dict[str, Simulation], updates: int) -> dict[str, tuple[list[float], list[float]]]:
@@ -47,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--updates", type=int, default=8, help="timed updates per algorithm")
+    parser.add_argument("--updates", type=int, default=20, help="timed updates per algorithm")
     parser.add_argument("--quick", action="store_true", help="tiny settings for the smoke test")
     args = parser.parse_args()
     if args.quick:

@@ -22,8 +22,10 @@ RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "pre
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every run-level command shares; passes a resolved `config: RunConfig`."""
 
-    @click.option("--env", type=click.Choice(sorted(PAPER_DEFAULTS)), default=None,
-                  help="World to train on. [default: predation]")
+    @click.option("--env", default=None, metavar="NAME",
+                  help=f"World: {', '.join(sorted(PAPER_DEFAULTS))}, or any PettingZoo ParallelEnv as "
+                       "module:factory[?key=value&...] (e.g. mypkg.envs:parallel_env?horizon=50). "
+                       "[default: predation]")
     @click.option("--agents", type=int, default=None,
                   help="Number of agents. [default: per env: predation 8, navigation 3, cleanup/harvest 4]")
     @click.option("--episodes", type=int, default=None,

@@ -3,7 +3,8 @@
 `render_episode(DIR, OUT.gif)` reads DIR/config.toml and DIR/agents/<id>/checkpoint.pt, plays one
 episode in a single copy (batch 1) of the run's world, sampling each agent's action from its pi_ii,
 and writes T + 1 frames (the start, then the state after every step). Each frame carries a time bar
-under the picture, which also keeps consecutive frames distinct (GIF writers merge identical ones).
+under the picture that grows at every step, which also keeps consecutive frames distinct (GIF writers
+merge identical consecutive frames).
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ def _navigation(world: NavigationWorld, b: int) -> np.ndarray:
 
 
 def with_time_bar(frame: np.ndarray, t: int, horizon: int) -> np.ndarray:
-    """The frame with BAR rows below it, filled left to right to t / T."""
+    """The frame with BAR rows below it, filled left to right to t / T. A frame narrower than T pixels
+    is first enlarged by an integer factor, so that the bar grows at every step."""
+    k = -(-horizon // frame.shape[1])
+    frame = np.repeat(np.repeat(frame, k, axis=0), k, axis=1)
     bar = np.zeros((BAR, frame.shape[1], 3), dtype=np.uint8)
     bar[:, : frame.shape[1] * t // horizon] = BAR_COLOUR
     return np.concatenate([frame, bar], axis=0)

@@ -89,7 +89,7 @@ class WorldParallelEnv(ParallelEnv):
     def render(self) -> str | np.ndarray | None:
         """The world's text picture ("ansi") or an RGB frame ("rgb_array") of the current state."""
         if self.render_mode is None:
-            gymnasium.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
+            gymnasium.logger.warn("render() without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
         if self.render_mode == "ansi":
             return self.world.render_text(0)

@@ -68,6 +68,7 @@ class RunConfig:
     clip_eps: float = 0.2
     iterations: int = 3  # K: exchange rounds + gradient passes per episode batch
     value_coef: float = 0.5
+    max_grad_norm: float = 0.5  # per param group (actor, critic); 0 = no clipping
     # static graph override: agent id -> neighbour ids (empty = the environment's own topology)
     neighbors: dict[int, tuple[int, ...]] = field(default_factory=dict)
     # runtime
@@ -84,8 +85,9 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a clear message if the config cannot be run."""
-        if self.env not in PAPER_DEFAULTS:
-            raise ValueError(f"unknown env {self.env!r}; choose one of {sorted(PAPER_DEFAULTS)}")
+        if self.env not in PAPER_DEFAULTS and ":" not in self.env:
+            raise ValueError(f"unknown env {self.env!r}; choose one of {sorted(PAPER_DEFAULTS)} or a PettingZoo "
+                             "ParallelEnv factory as module:factory[?key=value&...]")
         if self.algo not in ALGORITHMS:
             raise ValueError(f"unknown algo {self.algo!r}; choose one of {list(ALGORITHMS)}")
         if self.audit not in AUDIT_MODES:
@@ -97,6 +99,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.agents < 2 and self.env == "predation":
             raise ValueError("predation needs at least 2 agents")
+        if self.max_grad_norm < 0:
+            raise ValueError(f"max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
         if self.rho < 0:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
         for i, js in self.neighbors.items():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +12,11 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
+from coordinator.sim import Simulation
 from envserver.pettingzoo import parallel_env
 from envserver.worlds import make_world
 from envserver.worlds.pz_world import parse_env_name
+from protocol.config import RunConfig
 
 WORLDS = ("predation", "navigation", "cleanup", "harvest")
 PREDATION_PZ = "envserver.pettingzoo:parallel_env?name=predation&n_agents=3"
@@ -211,3 +215,13 @@ def test_bad_envs_are_refused_with_a_clear_error() -> None:
         make_world("tests.test_pettingzoo:Countdown", 3, 1, seed=0)
     with pytest.raises(ValueError, match="3 agents"):
         make_world("tests.test_pettingzoo:Countdown?horizon=5", 2, 1, seed=0)
+
+
+def test_simulation_trains_on_an_adapted_env(tmp_path: Path) -> None:
+    """The in-process driver runs a 'module:factory?...' env end to end (RunConfig.validate not called)."""
+    config = dataclasses.replace(RunConfig(), env=PREDATION_PZ, agents=3, episodes=4, batch=2,
+                                 hidden=(16,), iterations=1)
+    Simulation(config, tmp_path).run(progress=False)
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("episode,collective_return") and len(lines) == 3
+    assert (tmp_path / "agents" / "2" / "checkpoint.pt").exists()

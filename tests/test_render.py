@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageSequence
 
 from coordinator.cli import sim_main
-from coordinator.render import BAR, CELL, render_episode, rgb_frame
+from coordinator.render import BAR, CELL, render_episode, rgb_frame, with_time_bar
 from coordinator.sim import Simulation
 from envserver.worlds import make_world
 from envserver.worlds.gridworld import AGENT_COLOURS
@@ -53,6 +53,15 @@ def test_navigation_frame_shows_agents_over_targets() -> None:
     assert frame[0, 0].tolist() == AGENT_COLOURS[0].tolist()  # agent 0 stands on agent 1's target
     assert frame[2 * CELL, 4 * CELL].tolist() == AGENT_COLOURS[1].tolist()  # (x=4, y=2)
     assert frame[CELL, CELL].tolist() == (AGENT_COLOURS[0] // 2).tolist()  # agent 0's target
+
+
+def test_time_bar_grows_at_every_step() -> None:
+    frame = np.full((2, 5, 3), 7, dtype=np.uint8)
+    framed = [with_time_bar(frame, t, 12) for t in range(13)]
+    assert framed[0].shape == (3 * 2 + BAR, 15, 3)  # enlarged x3 to be at least T = 12 pixels wide
+    assert (framed[0][:6] == 7).all() and not framed[0][6:].any()
+    assert framed[12][6:].all()
+    assert len({f.tobytes() for f in framed}) == 13
 
 
 @pytest.mark.parametrize("env", ["harvest", "predation"])

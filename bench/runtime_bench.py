@@ -1,0 +1,196 @@
+"""Runtime overhead: `ss-cluster` (one OS process per agent) against `ss-sim` (one process), and the
+cluster's lockstep latency against a raw pyzmq DEALER/ROUTER round trip. Predation, 8 agents, batch 16.
+
+    python bench/runtime_bench.py [--updates 30] [--quick]
+
+Start-up is left out of every per-update number: the cluster's updates are timed from the env
+server's audit log (the timestamp of the first OBS of step 0 of each episode batch, i.e. the reply to
+the agents' RESET), the simulation's by timing each update in-process. The first update of each is a
+warm-up and is dropped. The simulation is timed half before and half after the cluster so drift of
+the machine's load hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import zmq
+
+from _timing import explain, median, predation, result, time_update
+from coordinator.launcher import free_port, run_cluster
+from coordinator.sim import Simulation
+from protocol.auditlog import Record, iter_records
+from protocol.config import RunConfig
+from protocol.rundir import RunDir
+
+Batch = list[tuple[int, float]]  # (step, time) of every OBS the env server sent in one episode batch
+
+
+# ---- the cluster, read back from its audit logs ----------------------------------------------------
+
+
+def records(path: Path) -> list[Record]:
+    """Every complete record of an audit log."""
+    return [r for r in iter_records(path) if isinstance(r, Record)]
+
+
+def obs_batches(envserver_log: Path) -> list[Batch]:
+    """The env server's OBS records, split into episode batches (a batch starts at step 0)."""
+    batches: list[Batch] = []
+    for r in records(envserver_log):
+        if r.kind != "OBS":
+            continue
+        if r.step == 0 and (not batches or batches[-1][-1][0] != 0):
+            batches.append([])
+        batches[-1].append((r.step, r.time))
+    return batches
+
+
+def update_intervals(batches: list[Batch]) -> list[float]:
+    """Seconds from one batch's first RESET reply to the next one's: rollout + K rounds of training."""
+    starts = [batch[0][1] for batch in batches]
+    return [b - a for a, b in zip(starts, starts[1:])]
+
+
+def lockstep_latencies(batches: list[Batch]) -> list[float]:
+    """Per step: last OBS of step t -> first OBS of step t+1 (agents receive, act, reply; env collects, steps)."""
+    gaps = []
+    for batch in batches:
+        last: dict[int, float] = {}
+        first: dict[int, float] = {}
+        for step, t in batch:
+            last[step] = t
+            first.setdefault(step, t)
+        gaps += [first[s + 1] - last[s] for s in sorted(last) if s + 1 in first]
+    return gaps
+
+
+def payload_bytes(log: Path, kind: str) -> int:
+    """Median wire size of one message of `kind` in an audit log."""
+    return int(median(sum(r.lengths) for r in records(log) if r.kind == kind))
+
+
+# ---- the raw pyzmq baseline ------------------------------------------------------------------------
+
+
+def echo(endpoint: str, reply_bytes: int, count: int) -> None:
+    """Child process: a ROUTER that answers each of `count` requests with `reply_bytes` bytes.
+
+    It gives up after 10 s without a request, so it never outlives a parent that died."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    sock.bind(endpoint)
+    reply = b"o" * reply_bytes
+    try:
+        for _ in range(count):
+            routing_id, _ = sock.recv_multipart()
+            sock.send_multipart([routing_id, reply])
+    except zmq.Again:
+        pass
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def raw_round_trips(request_bytes: int, reply_bytes: int, count: int, warmup: int = 200) -> list[float]:
+    """Seconds per DEALER -> ROUTER -> DEALER round trip over loopback TCP to another process."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    child = multiprocessing.get_context("spawn").Process(target=echo, args=(endpoint, reply_bytes, warmup + count))
+    child.start()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    request = b"s" * request_bytes
+    times = []
+    try:
+        for i in range(warmup + count):
+            start = time.perf_counter()
+            sock.send(request)
+            sock.recv()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    finally:
+        sock.close()
+        ctx.term()
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    return times
+
+
+# ---- the bench -------------------------------------------------------------------------------------
+
+
+def sim_updates(sim: Simulation, first: int, count: int) -> list[tuple[float, float]]:
+    """(rollout + train, train) seconds of each of `count` updates of the in-process simulation."""
+    return [time_update(sim, u) for u in range(first, first + count)]
+
+
+def cluster_run(config: RunConfig, out: Path) -> float:
+    """Run a whole cluster into `out`; returns its launch time (time.time()). Raises if it failed."""
+    launched = time.time()
+    code = run_cluster(config, out, progress=False)  # stops every child it started, also on failure
+    if code != 0:
+        raise SystemExit(f"ss-cluster failed with exit code {code}; see {out / 'logs'}")
+    return launched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--updates", type=int, default=30, help="updates per run (the first is a warm-up)")
+    parser.add_argument("--round-trips", type=int, default=3000)
+    parser.add_argument("--quick", action="store_true", help="tiny settings for the smoke test")
+    args = parser.parse_args()
+    if args.quick:
+        args.agents, args.batch, args.updates, args.round_trips = 2, 2, 4, 200
+    torch.set_num_threads(1)
+    config = predation(args.agents, args.batch, args.updates, checkpoint_every=args.updates)
+    timed = args.updates - 1
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Simulation(config, Path(tmp) / "sim")
+        time_update(sim, 0)  # warm-up
+        sim_times = sim_updates(sim, 1, timed // 2)
+        launched = cluster_run(config, Path(tmp) / "cluster")
+        sim_times += sim_updates(sim, 1 + timed // 2, timed - timed // 2)
+        rd = RunDir(Path(tmp) / "cluster")
+        batches = obs_batches(rd.process_audit("envserver"))
+        step_bytes = payload_bytes(rd.audit(0), "STEP")
+        obs_bytes = payload_bytes(rd.process_audit("envserver"), "OBS")
+    cluster_times = update_intervals(batches)[1:]  # drop the warm-up update
+    lockstep = lockstep_latencies(batches)
+    raw = raw_round_trips(step_bytes, obs_bytes, args.round_trips)
+
+    explain(f"predation, {args.agents} agents, batch {args.batch}, algo {config.algo}, audit {config.audit}, "
+            f"K={config.iterations}; {timed} timed updates each (median), start-up excluded")
+    explain("update = one episode batch: rollout (T lockstep steps) + K exchange rounds, each with an Adam pass")
+    sim_update = median(total for total, _ in sim_times)
+    result("sim_update_s", sim_update, "s", "ss-sim: one process, in-memory exchange")
+    result("cluster_update_s", median(cluster_times), "s",
+           "ss-cluster: first-OBS-of-step-0 to the next, from the env server's audit log")
+    result("cluster_over_sim", median(cluster_times) / sim_update, "x", "target <= 1.3")
+    result("cluster_startup_s", batches[0][0][1] - launched, "s",
+           "launch -> first OBS (process start, imports, rendezvous; excluded above)")
+    explain("lockstep latency = last OBS of step t -> first OBS of step t+1 at the env server: every agent")
+    explain(f"  receives + decodes its OBS, acts, sends STEP; the env collects all {args.agents}, steps, sends")
+    explain("raw round trip = one DEALER -> ROUTER (other process) -> DEALER over loopback TCP, payloads of")
+    explain(f"  {step_bytes} B (STEP) out and {obs_bytes} B (OBS) back; no codec, no audit, one client")
+    result("lockstep_step_ms", median(lockstep) * 1e3, "ms", f"median of {len(lockstep)} steps")
+    result("raw_round_trip_ms", median(raw) * 1e3, "ms", f"median of {len(raw)} round trips")
+    result("lockstep_over_raw", median(lockstep) / median(raw), "x", "target <= 3")
+    result("sim_step_ms", median(total - train for total, train in sim_times) / sim.spec.horizon * 1e3, "ms",
+           f"for scale: ss-sim's work per step (all {args.agents} agents act, world steps), no messaging")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""The audit is exact: a real cluster's audit logs equal, frame for frame, what went over the wire.
+
+Every listening socket of a hand-started cluster sits behind a `WireTap` (agents' XPUBs and the env
+server's ROUTER via --advertise, the coordinator via --coordinator), so every TCP connection of the
+run passes through a tap. After the run, each recorded stream is parsed as ZMTP and compared with
+the audit logs. First, the tap and the parser themselves, on real pyzmq pairs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import zmq
+
+from coordinator.launcher import free_port
+from protocol.auditlog import Record, iter_records
+from protocol.auditreport import summarise
+from protocol.codec import decode
+from protocol.messages import COORDINATOR_ID, ENVSERVER_ID
+from protocol.rundir import RunDir
+from protocol.topics import sugg_topic
+from tests.procs import Processes, script
+from tests.wiretap import WireTap, ZmtpError, ZmtpStream, parse_zmtp
+
+pytestmark = pytest.mark.timeout(300)
+
+Messages = list[tuple[bytes, ...]]
+
+# ---- the tap and the parser on real ZeroMQ traffic ---------------------------------------------
+
+
+@pytest.fixture
+def ctx():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+def bound(ctx: zmq.Context, kind: int) -> tuple[zmq.Socket, int]:
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    return sock, sock.bind_to_random_port("tcp://127.0.0.1")
+
+
+def test_dealer_router_messages_through_the_tap_parse_to_what_was_sent(ctx: zmq.Context) -> None:
+    """Short and long (> 255 bytes) frames, empty frames and multipart messages, both directions."""
+    router, port = bound(ctx, zmq.ROUTER)
+    requests = [(b"hello",), (b"", b"x" * 300, b"y"), (b"z" * 70000,), (b"a", b"")]
+    replies = [(b"r" * 256,), (b"one", b"two")]
+    with WireTap(port) as tap:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(tap.endpoint)
+        for msg in requests:
+            dealer.send_multipart(msg)
+        received = [tuple(router.recv_multipart()) for _ in requests]
+        for msg in replies:
+            router.send_multipart([received[0][0], *msg])
+        assert [tuple(dealer.recv_multipart()) for _ in replies] == replies
+        dealer.close()
+        router.close()
+    [conn] = tap.connections
+    up, down = parse_zmtp(conn.to_server), parse_zmtp(conn.to_client)
+    assert list(up.messages) == requests == [m[1:] for m in received]
+    assert list(down.messages) == replies
+    assert up.commands[0] == ("READY", b"\x0bSocket-Type\x00\x00\x00\x06DEALER")
+    assert down.commands[0] == ("READY", b"\x0bSocket-Type\x00\x00\x00\x06ROUTER")
+
+
+def test_xpub_sub_messages_and_subscriptions_through_the_tap(ctx: zmq.Context) -> None:
+    """The publisher filters: only subscribed topics cross the wire; SUBSCRIBE/CANCEL are commands."""
+    xpub, port = bound(ctx, zmq.XPUB)
+    with WireTap(port) as tap:
+        sub = ctx.socket(zmq.SUB)
+        sub.linger = 0
+        sub.setsockopt(zmq.SUBSCRIBE, b"dist/1/")
+        sub.connect(tap.endpoint)
+        assert xpub.recv() == b"\x01dist/1/"  # the subscription arrived: publishing is safe now
+        sent = [(b"dist/1/", b"p" * n) for n in (0, 1, 255, 256, 4000)]
+        for msg in sent:
+            xpub.send_multipart([b"sugg/1/9/", b"not for this subscriber"])
+            xpub.send_multipart(msg)
+        assert [tuple(sub.recv_multipart()) for _ in sent] == sent
+        sub.setsockopt(zmq.UNSUBSCRIBE, b"dist/1/")
+        assert xpub.recv() == b"\x00dist/1/"
+        sub.close()
+        xpub.close()
+    [conn] = tap.connections
+    up, down = parse_zmtp(conn.to_server), parse_zmtp(conn.to_client)
+    assert list(down.messages) == sent
+    assert up.messages == ()
+    assert up.subscriptions == [b"dist/1/"]
+    assert [name for name, _ in up.commands] == ["READY", "SUBSCRIBE", "CANCEL"]
+
+
+def test_parser_refuses_damaged_streams(ctx: zmq.Context) -> None:
+    """A frame cut short, an unknown flag, a foreign greeting: errors, never silently fewer messages."""
+    router, port = bound(ctx, zmq.ROUTER)
+    with WireTap(port) as tap:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(tap.endpoint)
+        dealer.send_multipart([b"head", b"b" * 1000])
+        router.recv_multipart()
+        dealer.close()
+        router.close()
+    stream = bytes(tap.connections[0].to_server)
+    assert parse_zmtp(stream).messages == ((b"head", b"b" * 1000),)
+    assert parse_zmtp(stream[:40]) == ZmtpStream((), ())  # closed during the handshake
+    for damaged in (stream[:-1], stream[:-1005], stream[:-1000], stream + b"\x08\x00", b"GET / HTTP/1.1\r\n" * 5):
+        with pytest.raises(ZmtpError):
+            parse_zmtp(damaged)
+
+
+# ---- a real cluster, every connection tapped ---------------------------------------------------
+
+NEIGHBORS = {0: (1,), 1: (0, 2), 2: (1,)}  # the line 0 - 1 - 2
+RUN_ID = "audit-exact"
+
+
+def streams(tap: WireTap) -> list[tuple[ZmtpStream, ZmtpStream]]:
+    """(client -> server, server -> client) of every connection that got past the handshake."""
+    parsed = [(parse_zmtp(c.to_server), parse_zmtp(c.to_client)) for c in tap.connections]
+    return [(up, down) for up, down in parsed if up.commands]
+
+
+def by_sender(tap: WireTap) -> dict[int, tuple[Messages, Messages]]:
+    """The DEALER connections to a ROUTER tap, keyed by the `src` of the messages each carried."""
+    found: dict[int, tuple[Messages, Messages]] = {}
+    for up, down in streams(tap):
+        if not up.messages:
+            continue
+        [src] = {decode(m[-1]).src for m in up.messages}
+        assert src not in found, f"sender {src} used two connections"
+        found[src] = (list(up.messages), list(down.messages))
+    return found
+
+
+def by_subscriber(tap: WireTap, publisher: int) -> dict[int, Messages]:
+    """The connections to a publisher's tap, keyed by the subscriber (from its SUBSCRIBE commands)."""
+    found: dict[int, Messages] = {}
+    for up, down in streams(tap):
+        assert up.messages == (), "a subscriber sent messages to a publisher"
+        [j] = [j for j in NEIGHBORS if sugg_topic(publisher, j) in up.subscriptions]
+        assert j not in found, f"subscriber {j} connected twice to agent {publisher}"
+        assert {m[0] for m in down.messages if m[0].startswith(b"sugg/")} == {sugg_topic(publisher, j)}
+        found[j] = list(down.messages)
+    return found
+
+
+def audit(path: Path) -> list[Record]:
+    items = list(iter_records(path))
+    assert all(isinstance(r, Record) for r in items), f"{path} has a torn tail"
+    return items
+
+
+def frames(records: list[Record], dest: str | None = None, *, topic: bytes | None = None) -> Messages:
+    """The recorded frames of the records to `dest`, or (with `topic`) those a subscriber to it gets."""
+    if topic is not None:
+        return [r.frames for r in records if r.topic is not None and
+                (r.kind == "DIST" or r.topic.encode() == topic)]
+    return [r.frames for r in records if r.dest == dest]
+
+
+def wire_tally(messages: Messages) -> Counter:
+    """Messages and bytes by kind, as counted on the wire."""
+    tally: Counter = Counter()
+    for m in messages:
+        kind = decode(m[-1]).kind.value
+        tally[kind, "messages"] += 1
+        tally[kind, "bytes"] += sum(len(f) for f in m)
+    return tally
+
+
+def start_tapped_cluster(procs: Processes, stack: ExitStack, out: Path) -> dict[str, WireTap]:
+    """Coordinator, env server and three agents started by hand, each listening socket behind a tap."""
+    ports = {name: free_port() for name in ("coordinator", "envserver", *map(str, NEIGHBORS))}
+    taps = {name: stack.enter_context(WireTap(port)) for name, port in ports.items()}
+    bind = {name: f"tcp://127.0.0.1:{port}" for name, port in ports.items()}
+    common = ["--coordinator", taps["coordinator"].endpoint, "--out", str(out), "--run-id", RUN_ID]
+    procs.start("coordinator", script("ss-coordinator"), "--env", "navigation", "--agents", "3",
+                "--episodes", "4", "--batch", "2", "--bind", bind["coordinator"], "--out", str(out),
+                "--run-id", RUN_ID)
+    procs.start("envserver", script("ss-envserver"), *common, "--bind", bind["envserver"],
+                "--advertise", taps["envserver"].endpoint)
+    for i, nbrs in NEIGHBORS.items():
+        procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), "--neighbors", ",".join(map(str, nbrs)),
+                    "--bind", bind[str(i)], "--advertise", taps[str(i)].endpoint, *common)
+    return taps
+
+
+def test_every_audit_log_equals_the_traffic_on_the_wire(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with ExitStack() as stack:
+        procs = stack.enter_context(Processes(tmp_path / "logs"))  # exits first: processes die before taps close
+        stack.callback(procs.__exit__)
+        taps = start_tapped_cluster(procs, stack, out)
+        for name, proc in zip(["coordinator", "envserver", *(f"agent-{i}" for i in NEIGHBORS)], procs.procs):
+            assert proc.wait(timeout=240) == 0, procs.log(name)
+        for tap in taps.values():
+            tap.close()  # every process has exited: the taps hold every byte of the run
+    run = RunDir(out)
+    env_links, coord_links = by_sender(taps["envserver"]), by_sender(taps["coordinator"])
+    assert set(env_links) == set(NEIGHBORS) and set(coord_links) == {*NEIGHBORS, ENVSERVER_ID}
+    for i, nbrs in NEIGHBORS.items():
+        records = audit(run.audit(i))
+        assert {r.dest for r in records} == {"envserver", "coordinator", f"subscribers:dist/{i}/",
+                                             *(f"agent:{j}" for j in nbrs)}
+        # Its DEALERs: everything it sent to the env server and the coordinator, in order.
+        assert env_links[i][0] == frames(records, "envserver")
+        assert coord_links[i][0] == frames(records, "coordinator")
+        assert {r.endpoint for r in records if r.dest == "envserver"} == {taps["envserver"].endpoint}
+        # Its XPUB: subscriber j got exactly the DIST records and the SUGG records for j, in order.
+        published = by_subscriber(taps[str(i)], i)
+        assert set(published) == set(nbrs)
+        for j in nbrs:
+            assert published[j] == frames(records, topic=sugg_topic(i, j))
+        # Totals: the wire, counted by kind, is ss-audit's tally (a DIST reaches every subscriber).
+        sent = summarise(run.audit(i)).sent
+        on_wire = wire_tally(env_links[i][0] + coord_links[i][0] + sum(published.values(), []))
+        assert on_wire == Counter({(kind, field): getattr(t, field) * (len(nbrs) if kind == "DIST" else 1)
+                                   for kind, t in sent.items() for field in ("messages", "bytes")})
+        assert {"DIST", "SUGG", "STEP", "RESET", "HELLO", "READY", "STOP"} == set(sent)
+    # The env server and the coordinator log exactly what they sent, too.
+    envserver, coordinator = audit(run.process_audit("envserver")), audit(run.process_audit("coordinator"))
+    assert coord_links[ENVSERVER_ID] == (frames(envserver, "coordinator"), frames(coordinator, "envserver"))
+    for i in NEIGHBORS:
+        assert env_links[i][1] == frames(envserver, f"agent:{i}")
+        assert coord_links[i][1] == frames(coordinator, f"agent:{i}")
+    assert {decode(r.frames[-1]).src for r in coordinator} == {COORDINATOR_ID}

@@ -1,0 +1,49 @@
+"""Smoke test of the benchmarks: each runs with --quick, exits 0, and prints parseable result lines.
+
+Timing is never asserted: only that every expected number was measured and is finite and positive.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+_spec = importlib.util.spec_from_file_location("bench_timing", BENCH / "_timing.py")
+_timing = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_timing)
+parse_results = _timing.parse_results
+
+EXPECTED = {
+    "learner_bench.py": {"ss_update_s", "ippo_update_s", "ss_train_s", "ippo_train_s",
+                         "update_ratio_ss_over_ippo", "train_ratio_ss_over_ippo"},
+    "runtime_bench.py": {"sim_update_s", "cluster_update_s", "cluster_over_sim", "cluster_startup_s",
+                         "lockstep_step_ms", "raw_round_trip_ms", "lockstep_over_raw", "sim_step_ms"},
+    "audit_bench.py": {"frames_agent_ms_per_episode", "hashes_agent_ms_per_episode", "agent_frames_over_hashes",
+                       "frames_send_ms_per_episode", "hashes_send_ms_per_episode", "send_frames_over_hashes",
+                       "frames_record_bytes", "hashes_record_bytes"},
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_bench_quick_prints_every_result(script: str) -> None:
+    run = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
+                         timeout=110)
+    assert run.returncode == 0, run.stderr
+    values = parse_results(run.stdout)
+    assert set(values) == EXPECTED[script]
+    assert all(math.isfinite(v) and v > 0 for v in values.values()), values
+    assert any(line.startswith("# ") for line in run.stdout.splitlines())  # the numbers are explained
+
+
+def test_parse_results_rejects_a_malformed_line() -> None:
+    assert parse_results("# note\nratio_x   1.5 x   a note\n\n") == {"ratio_x": 1.5}
+    with pytest.raises(ValueError):
+        parse_results("ratio x 1.5")

@@ -107,6 +107,7 @@ def raw_round_trips(request_bytes: int, reply_bytes: int, count: int, warmup: in
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)  # zmq.Again rather than a hang if the echo process died
     sock.connect(endpoint)
     request = b"s" * request_bytes
     times = []

@@ -18,59 +18,12 @@ from PIL import Image
 from agent.learner import Learner
 from agent.records import load_checkpoint
 from envserver.worlds import World, WorldSpec, make_world
-from envserver.worlds.gridworld import AGENT_COLOURS
-from envserver.worlds.navigation import SIZE, NavigationWorld
-from envserver.worlds.predation import LENGTH, PredationWorld
 from protocol.config import RunConfig, load_toml
 from protocol.rundir import RunDir
 from protocol.topology import project_mask, resolve_neighbors
 
-CELL = 16  # pixels per cell in the pictures drawn here (predation, navigation)
 BAR = 4  # pixel rows of the time bar
-PREY = (255, 64, 64)
-PREY_COLUMN = (60, 60, 60)
 BAR_COLOUR = (255, 255, 255)
-
-
-def rgb_frame(world: World, b: int = 0) -> np.ndarray:
-    """RGB picture [H, W, 3] uint8 of copy b: the world's own `render_rgb`, or one drawn here."""
-    if isinstance(world, PredationWorld):
-        return _predation(world, b)
-    if isinstance(world, NavigationWorld):
-        return _navigation(world, b)
-    if hasattr(world, "render_rgb"):
-        return world.render_rgb(b)
-    raise TypeError(f"no RGB picture for {type(world).__name__}")
-
-
-def _colour(i: int) -> np.ndarray:
-    return AGENT_COLOURS[i % len(AGENT_COLOURS)]
-
-
-def _cells_to_pixels(img: np.ndarray) -> np.ndarray:
-    return np.repeat(np.repeat(img, CELL, axis=0), CELL, axis=1)
-
-
-def _predation(world: PredationWorld, b: int) -> np.ndarray:
-    """Row 0 the prey, row i+1 predator i, on the line's 31 unit cells; the prey's column shaded."""
-    n = world.spec.n_agents
-    img = np.zeros((n + 1, int(LENGTH) + 1, 3), dtype=np.uint8)
-    prey = int(round(world.prey[b]))
-    img[:, prey] = PREY_COLUMN
-    img[0, prey] = PREY
-    for i, x in enumerate(world.positions[:, b]):
-        img[i + 1, int(round(x))] = _colour(i)
-    return _cells_to_pixels(img)
-
-
-def _navigation(world: NavigationWorld, b: int) -> np.ndarray:
-    """The 5x5 grid: targets in their agent's colour at half brightness, agents in full colour."""
-    img = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
-    for i, (x, y) in enumerate(world.targets[:, b].tolist()):
-        img[y, x] = _colour(i) // 2
-    for i, (x, y) in enumerate(world.cells[:, b].tolist()):
-        img[y, x] = _colour(i)
-    return _cells_to_pixels(img)
 
 
 def with_time_bar(frame: np.ndarray, t: int, horizon: int) -> np.ndarray:
@@ -102,7 +55,7 @@ def play_episode(world: World, learners: list[Learner],
     """One episode in copy 0, every agent acting with its policy; returns the T + 1 frames."""
     spec = world.spec
     result = world.reset()
-    frames = [with_time_bar(rgb_frame(world), 0, spec.horizon)]
+    frames = [with_time_bar(world.render_rgb(0), 0, spec.horizon)]
     for t in range(1, spec.horizon + 1):
         actions = np.stack([
             learner.act(result.obs[i], project_mask(spec.candidates[i], result.masks[i], neighbors[i]))
@@ -111,7 +64,7 @@ def play_episode(world: World, learners: list[Learner],
         result = world.step(actions)
         for i, learner in enumerate(learners):
             learner.record(result.rewards[i], result.truncated, result.obs[i])
-        frames.append(with_time_bar(rgb_frame(world), t, spec.horizon))
+        frames.append(with_time_bar(world.render_rgb(0), t, spec.horizon))
     return frames
 
 

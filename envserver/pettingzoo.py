@@ -93,9 +93,7 @@ class WorldParallelEnv(ParallelEnv):
             return None
         if self.render_mode == "ansi":
             return self.world.render_text(0)
-        from coordinator.render import rgb_frame  # the pictures of the worlds without their own
-
-        return rgb_frame(self.world, 0)
+        return self.world.render_rgb(0)
 
 
 def parallel_env(name: str, n_agents: int | None = None, seed: int | None = None,

@@ -11,10 +11,11 @@ from click.testing import CliRunner
 from PIL import Image, ImageSequence
 
 from coordinator.cli import sim_main
-from coordinator.render import BAR, CELL, render_episode, rgb_frame, with_time_bar
+from coordinator.render import BAR, render_episode, with_time_bar
+from envserver.worlds._common import PIXELS_PER_CELL as CELL
 from coordinator.sim import Simulation
 from envserver.worlds import make_world
-from envserver.worlds.gridworld import AGENT_COLOURS
+from envserver.worlds._common import AGENT_COLOURS
 from protocol.config import RunConfig
 
 
@@ -37,7 +38,7 @@ def test_predation_frame_shows_prey_and_predators() -> None:
     world = make_world("predation", 2, 1, 0)
     world.reset()
     world.place(positions=[[3.0], [20.0]], prey=[10.0])
-    frame = rgb_frame(world)
+    frame = world.render_rgb()
     assert frame.shape == (3 * CELL, 31 * CELL, 3) and frame.dtype == np.uint8
     assert frame[0, 10 * CELL].tolist() == [255, 64, 64]  # prey, row 0
     assert frame[CELL, 3 * CELL].tolist() == AGENT_COLOURS[0].tolist()
@@ -48,7 +49,7 @@ def test_navigation_frame_shows_agents_over_targets() -> None:
     world = make_world("navigation", 2, 1, 0)
     world.reset()
     world.place(cells=[[[0, 0]], [[4, 2]]], targets=[[[1, 1]], [[0, 0]]])
-    frame = rgb_frame(world)
+    frame = world.render_rgb()
     assert frame.shape == (5 * CELL, 5 * CELL, 3)
     assert frame[0, 0].tolist() == AGENT_COLOURS[0].tolist()  # agent 0 stands on agent 1's target
     assert frame[2 * CELL, 4 * CELL].tolist() == AGENT_COLOURS[1].tolist()  # (x=4, y=2)
@@ -70,7 +71,7 @@ def test_render_episode_writes_a_gif_of_the_trained_policies(tmp_path: Path, env
     gif = render_episode(run, tmp_path / "out" / "episode.gif", seed=3)
     frames = gif_frames(gif)
     horizon = make_world(env, 2, 1, 0).spec.horizon
-    picture = rgb_frame(make_world(env, 2, 1, 0))
+    picture = make_world(env, 2, 1, 0).render_rgb()
     assert len(frames) == horizon + 1
     assert frames[0].shape == (picture.shape[0] + BAR, picture.shape[1], 3)
     pictures = {f[:-BAR].tobytes() for f in frames}  # without the time bar

@@ -85,3 +85,28 @@ def _unplain(value: object) -> object:
             return int(value["hex"], 16)
         return {k: _unplain(v) for k, v in value.items()}
     return value
+
+
+# one colour per agent, shared by every world's pictures
+AGENT_COLOURS = np.array(
+    [
+        (159, 67, 255),
+        (2, 81, 154),
+        (204, 0, 204),
+        (216, 30, 54),
+        (254, 151, 0),
+        (250, 204, 255),
+        (255, 255, 255),
+        (128, 128, 0),
+        (255, 128, 128),
+    ],
+    dtype=np.uint8,
+)
+
+
+PIXELS_PER_CELL = 16  # the pictures of the small worlds (predation, navigation)
+
+
+def cells_to_pixels(img: np.ndarray, cell: int = PIXELS_PER_CELL) -> np.ndarray:
+    """Blow a [H, W, 3] picture with one pixel per cell up to `cell` x `cell` pixels per cell."""
+    return np.repeat(np.repeat(img, cell, axis=0), cell, axis=1)

@@ -51,6 +51,10 @@ class World(ABC):
         """A small human-readable picture of copy b."""
 
     @abstractmethod
+    def render_rgb(self, b: int = 0) -> np.ndarray:
+        """An RGB picture [H, W, 3] uint8 of copy b (frames of an episode GIF)."""
+
+    @abstractmethod
     def get_state(self) -> dict:
         """Everything needed to continue bit-identically after a resume (at an episode boundary)."""
 

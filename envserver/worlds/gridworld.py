@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envserver.worlds._common import EpisodeClock, check_actions, restore_rng, rng_state
+from envserver.worlds._common import AGENT_COLOURS, EpisodeClock, check_actions, restore_rng, rng_state
 from envserver.worlds.base import StepResult, World, WorldSpec, complete_graph, full_masks
 
 # actions (env-reference 1.3)
@@ -51,20 +51,6 @@ RIVER = (113, 75, 24)  # river and stream
 WASTE = (99, 156, 194)
 APPLE = (0, 255, 0)
 CLEAN_BEAM = (100, 255, 255)
-AGENT_COLOURS = np.array(
-    [
-        (159, 67, 255),
-        (2, 81, 154),
-        (204, 0, 204),
-        (216, 30, 54),
-        (254, 151, 0),
-        (250, 204, 255),
-        (255, 255, 255),
-        (128, 128, 0),
-        (255, 128, 128),
-    ],
-    dtype=np.uint8,
-)
 
 
 @dataclass(frozen=True)

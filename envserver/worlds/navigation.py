@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envserver.worlds._common import EpisodeClock, RngOnlyState, check_actions
+from envserver.worlds._common import AGENT_COLOURS, EpisodeClock, RngOnlyState, cells_to_pixels, check_actions
 from envserver.worlds.base import StepResult, World, WorldSpec, full_masks, line_graph
 
 SIZE = 5  # the grid is SIZE x SIZE
@@ -90,6 +90,15 @@ class NavigationWorld(RngOnlyState, World):
             truncated=truncated,
             masks=full_masks(self.spec),
         )
+
+    def render_rgb(self, b: int = 0) -> np.ndarray:
+        """The 5x5 grid: targets in their agent's colour at half brightness, agents in full colour."""
+        img = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
+        for i, (x, y) in enumerate(self.targets[:, b].tolist()):
+            img[y, x] = AGENT_COLOURS[i % len(AGENT_COLOURS)] // 2
+        for i, (x, y) in enumerate(self.cells[:, b].tolist()):
+            img[y, x] = AGENT_COLOURS[i % len(AGENT_COLOURS)]
+        return cells_to_pixels(img)
 
     def metric_columns(self) -> tuple[str, ...]:
         """Collision rate and mean distance to target."""

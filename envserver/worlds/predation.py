@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from envserver.worlds._common import EpisodeClock, RngOnlyState, check_actions
+from envserver.worlds._common import AGENT_COLOURS, EpisodeClock, RngOnlyState, cells_to_pixels, check_actions
 from envserver.worlds.base import StepResult, World, WorldSpec, complete_graph, full_masks
 
 LENGTH = 30.0  # the line X = [0, 30]
 HORIZON = 30
 NEIGHBOUR_RADIUS = 0.1  # normalised distance |x_i - x_j| / 30 at which agents are neighbours
 MOVES = np.array([-1.0, +1.0])  # action 0: left, action 1: right
+
+PREY_RGB, PREY_COLUMN_RGB = (255, 64, 64), (60, 60, 60)
 
 # joint-action categories of one (step, copy)
 ALL_COOPERATE, MIXED, ALL_DEFECT = 0, 1, 2
@@ -109,6 +111,17 @@ class PredationWorld(RngOnlyState, World):
         dist = np.abs(self.positions[:, None, :] - self.positions[None, :, :]) / LENGTH  # [N, N, B]
         near = dist <= NEIGHBOUR_RADIUS
         return [near[i, list(c), :].T.copy() for i, c in enumerate(self.spec.candidates)]
+
+    def render_rgb(self, b: int = 0) -> np.ndarray:
+        """Row 0 the prey, row i+1 predator i, on the line's 31 unit cells; the prey's column shaded."""
+        n = self.spec.n_agents
+        img = np.zeros((n + 1, int(LENGTH) + 1, 3), dtype=np.uint8)
+        prey = int(round(self.prey[b]))
+        img[:, prey] = PREY_COLUMN_RGB
+        img[0, prey] = PREY_RGB
+        for i, x in enumerate(self.positions[:, b]):
+            img[i + 1, int(round(x))] = AGENT_COLOURS[i % len(AGENT_COLOURS)]
+        return cells_to_pixels(img)
 
     def metric_columns(self) -> tuple[str, ...]:
         """cc_rate for N > 2; cc/cd/dd rates for the two-agent dilemma (paper Fig. 3)."""

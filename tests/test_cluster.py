@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -116,3 +117,34 @@ def test_agents_exit_with_a_clear_error_when_the_env_server_dies(tmp_path: Path)
         for i, agent in enumerate(agents):
             assert agent.wait(timeout=60) == 1
             assert "env server" in procs.log(f"agent-{i}")
+
+
+def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with Processes(tmp_path / "launcher") as procs:
+        cluster = procs.start("cluster", script("ss-cluster"), "--env", "predation", "--agents", "3",
+                              "--episodes", "100000", "--batch", "4", "--out", str(out), "--no-progress")
+        wait_until(lambda: (out / "metrics.csv").exists() and
+                   len((out / "metrics.csv").read_text().splitlines()) > 1, 300, "the first update")
+        listed = procs.adopt(out / "processes.json")
+        cluster.send_signal(signal.SIGINT)
+        assert cluster.wait(timeout=60) == 130
+        assert "interrupted" in procs.log("cluster")
+        wait_until(lambda: not any(alive(p["pid"]) for p in listed), 30, "every cluster process to end")
+
+
+@pytest.mark.parametrize("env", ["cleanup", "harvest"])
+def test_gridworlds_train_under_the_cluster(tmp_path: Path, env: str) -> None:
+    small = tmp_path / "small.toml"
+    small.write_text("hidden = [32]\n")
+    out = tmp_path / env
+    with Processes(tmp_path / "launcher") as procs:
+        cluster = procs.start("cluster", script("ss-cluster"), "--env", env, "--agents", "4", "--episodes", "4",
+                              "--batch", "2", "--config", str(small), "--out", str(out), "--no-progress")
+        try:
+            assert cluster.wait(timeout=500) == 0, procs.log("cluster")
+        finally:
+            procs.adopt(out / "processes.json")
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "equality" in rows[0]
+    assert len((out / "agents/3/train.csv").read_text().splitlines()) == 3

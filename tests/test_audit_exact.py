@@ -23,7 +23,7 @@ from protocol.codec import decode
 from protocol.messages import ENVSERVER_ID
 from protocol.rundir import RunDir
 from protocol.topics import sugg_topic
-from tests.procs import Processes, script
+from tests.procs import Processes, script, wait_until
 from tests.wiretap import WireTap, ZmtpError, ZmtpStream, parse_zmtp
 
 pytestmark = pytest.mark.timeout(300)
@@ -201,8 +201,11 @@ def test_every_audit_log_equals_the_traffic_on_the_wire(tmp_path: Path) -> None:
         taps = {name: stack.enter_context(WireTap(free_port()))
                 for name in ("coordinator", "envserver", *map(str, NEIGHBORS))}
         procs = stack.enter_context(Processes(tmp_path / "logs"))  # leaves first: processes die, then taps close
-        for name, proc in start_cluster(procs, taps, out).items():
-            assert proc.wait(timeout=240) == 0, procs.log(name)
+        started = start_cluster(procs, taps, out)
+        wait_until(lambda: all(p.poll() == 0 for p in started.values()) or
+                   any(p.poll() not in (None, 0) for p in started.values()), 240, "the run to end")
+        for name, proc in started.items():
+            assert proc.poll() == 0, procs.log(name)
         for tap in taps.values():
             tap.close()  # every process has exited: the taps now hold every byte of the run
     run = RunDir(out)

@@ -1,49 +1,50 @@
 """What agents exchange each round, and the in-memory router that `ss-sim` uses.
 
-Rows are time-major over the rollout: row r = t * B + b for step t of parallel world b, R = T * B.
-The ZeroMQ implementation of the same exchange lives in `agent/peer_link.py`; both hand the learner
-exactly these arrays, which is why `ss-sim` and `ss-cluster` compute bit-identical results.
+A round's payload is message bodies by kind: some published to every subscriber (SS's DIST, VS's
+ADV, VPS's CRITIC_PARAMS), some addressed to one neighbour (SS's SUGG for j). Array rows are
+time-major over the rollout: row r = t * B + b, R = T * B. The ZeroMQ implementation of the same
+exchange is `agent/peer_link.py`; both hand the learner exactly these bodies, which is why `ss-sim`
+and `ss-cluster` compute bit-identical results.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
+from protocol.messages import Kind
+
+Body = dict[str, Any]
+Received = dict[int, dict[Kind, Body]]  # neighbour j -> the bodies j sent us this round, by kind
 
 
 @dataclass
 class Outgoing:
-    """What agent i publishes in one exchange round."""
+    """What one agent sends in one round."""
 
-    probs: np.ndarray  # [R, A_i] float32: pi_ii(.|o_i), its current action distribution (DIST)
-    actions: np.ndarray | None  # [R] int64: a_i, first round of an update only (DIST)
-    behaviour: np.ndarray | None  # [R] float32: pi_ii_old(a_i|o_i) at acting time, first round only
-    suggestions: dict[int, np.ndarray] = field(default_factory=dict)  # j -> [R, A_j] pi_ij(.|o_i) (SUGG)
+    broadcast: dict[Kind, Body] = field(default_factory=dict)  # to every neighbour (one publication)
+    addressed: dict[int, dict[Kind, Body]] = field(default_factory=dict)  # j -> bodies for j only
 
 
-@dataclass
-class Incoming:
-    """What agent i received from neighbour j in one round (j's DIST and j's SUGG for i)."""
+@dataclass(frozen=True)
+class RoundKinds:
+    """The kinds a round carries from each neighbour: a neighbour is complete when all have arrived."""
 
-    probs: np.ndarray  # [R, A_j] float32: P_jj
-    suggestion: np.ndarray  # [R, A_i] float32: S_ji = pi_ji(.|o_j)
-    actions: np.ndarray | None = None  # [R] int64: a_j (first round)
-    behaviour: np.ndarray | None = None  # [R] float32: pi_jj_old(a_j|o_j) (first round)
+    broadcast: frozenset[Kind] = frozenset()
+    addressed: frozenset[Kind] = frozenset()
+
+    @property
+    def all(self) -> frozenset[Kind]:
+        return self.broadcast | self.addressed
 
 
-def route_in_memory(
-    outgoing: dict[int, Outgoing], candidates: dict[int, tuple[int, ...]]
-) -> dict[int, dict[int, Incoming]]:
-    """Deliver every agent's round messages to its candidate neighbours, as the network would."""
-    inboxes: dict[int, dict[int, Incoming]] = {i: {} for i in candidates}
-    for i, cands in candidates.items():
-        for j in cands:
+def route_in_memory(outgoing: dict[int, Outgoing], neighbors: dict[int, tuple[int, ...]]) -> dict[int, Received]:
+    """Deliver every agent's round messages to its neighbours, as the network would."""
+    inboxes: dict[int, Received] = {i: {} for i in neighbors}
+    for i, nbrs in neighbors.items():
+        for j in nbrs:
             sent = outgoing[j]
-            inboxes[i][j] = Incoming(
-                probs=sent.probs,
-                suggestion=sent.suggestions[i],
-                actions=sent.actions,
-                behaviour=sent.behaviour,
-            )
+            bodies = {**sent.broadcast, **sent.addressed.get(i, {})}
+            if bodies:
+                inboxes[i][j] = bodies
     return inboxes

@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from agent.buffer import RolloutBuffer, rows
-from agent.exchange import Incoming, Outgoing
+from agent.exchange import Outgoing, Received, RoundKinds
 from agent.nets import PolicyNet, ValueNet, obs_tensor
 from agent.returns import gae
 from agent.ss_loss import NeighbourTerms, ss_loss
-from protocol.spec import WorldSpec
 from protocol.config import RunConfig
+from protocol.messages import Kind
+from protocol.spec import WorldSpec
 
 
 def derived_seed(seed: int, agent_id: int) -> int:
@@ -136,33 +137,44 @@ class Learner:
             raise RuntimeError("begin_update() must come first")
         return self._update
 
-    def outgoing(self, k: int) -> Outgoing:
-        """Round k's payload: pi_ii(.|o_i) [R, A]; a_i, behaviour if k == 0; pi_ij(.|o_i) per j."""
-        u = self._current()
-        with torch.no_grad():
-            probs = self.policy.probs(u.obs).numpy()
-            suggestions = {j: self.suggesters[str(j)].probs(u.obs).numpy()
-                           for j in self.candidates}
-        first = k == 0
-        return Outgoing(
-            probs=probs,
-            actions=u.actions.numpy().copy() if first else None,
-            behaviour=u.behaviour.numpy().copy() if first else None,
-            suggestions=suggestions,
-        )
+    def round_kinds(self, k: int) -> RoundKinds:
+        """What round k carries from each neighbour: its DIST (to all) and its SUGG for us."""
+        if not self.candidates:
+            return RoundKinds()
+        return RoundKinds(broadcast=frozenset({Kind.DIST}), addressed=frozenset({Kind.SUGG}))
 
-    def _neighbour_terms(self, u: _Update, received: dict[int, Incoming]) -> list[NeighbourTerms]:
+    def subscriptions(self) -> RoundKinds:
+        """Every kind this learner may receive from a neighbour during the run (all rounds)."""
+        rounds = [self.round_kinds(k) for k in range(self.config.iterations)]
+        return RoundKinds(broadcast=frozenset().union(*(r.broadcast for r in rounds)),
+                          addressed=frozenset().union(*(r.addressed for r in rounds)))
+
+    def outgoing(self, k: int) -> Outgoing:
+        """Round k: DIST = pi_ii(.|o_i) [R, A] (+ a_i and behaviour if k == 0); SUGG pi_ij(.|o_i) per j."""
+        u = self._current()
+        if not self.candidates:
+            return Outgoing()
+        with torch.no_grad():
+            dist: dict = {"probs": self.policy.probs(u.obs).numpy()}
+            suggestions = {j: self.suggesters[str(j)].probs(u.obs).numpy() for j in self.candidates}
+        if k == 0:
+            dist.update(actions=u.actions.numpy().copy(), behaviour=u.behaviour.numpy().copy())
+        return Outgoing(broadcast={Kind.DIST: dist},
+                        addressed={j: {Kind.SUGG: {"to": j, "probs": p}} for j, p in suggestions.items()})
+
+    def _neighbour_terms(self, u: _Update, received: Received) -> list[NeighbourTerms]:
         """The neighbours with data this round; a candidate without data is a gap (counted)."""
         R, A = len(u.actions), self.spec.n_actions
         terms = []
         for m, j in enumerate(self.candidates):
-            inc = received.get(j)
-            if inc is not None and inc.actions is not None and inc.behaviour is not None:
+            dist = received.get(j, {}).get(Kind.DIST)
+            sugg = received.get(j, {}).get(Kind.SUGG)
+            if dist is not None and "actions" in dist:
                 u.neighbour_actions[j] = (
-                    received_array(inc.actions, (R,), np.int64, f"actions from {j}"),
-                    received_array(inc.behaviour, (R,), np.float32, f"behaviour from {j}"),
+                    received_array(dist["actions"], (R,), np.int64, f"actions from {j}"),
+                    received_array(dist["behaviour"], (R,), np.float32, f"behaviour from {j}"),
                 )
-            if inc is None or j not in u.neighbour_actions:
+            if dist is None or sugg is None or j not in u.neighbour_actions:
                 u.gaps += 1  # communication gap: drop j's terms and xi_N factor this round
                 continue
             a_j, beh_j = u.neighbour_actions[j]
@@ -170,13 +182,13 @@ class Learner:
                 logp_ij=self.suggesters[str(j)].log_probs(u.obs),
                 actions=a_j,
                 behaviour=beh_j,
-                probs=received_array(inc.probs, (R, A), np.float32, f"P_jj from {j}"),
-                suggestion=received_array(inc.suggestion, (R, A), np.float32, f"S_ji from {j}"),
+                probs=received_array(dist["probs"], (R, A), np.float32, f"P_jj from {j}"),
+                suggestion=received_array(sugg["probs"], (R, A), np.float32, f"S_ji from {j}"),
                 mask=u.masks[:, m],
             ))
         return terms
 
-    def update_step(self, k: int, received: dict[int, Incoming]) -> None:
+    def update_step(self, k: int, received: Received) -> None:
         """One full-batch Adam step on the SS loss with round k's received messages."""
         u = self._current()
         terms = ss_loss(

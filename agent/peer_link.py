@@ -1,10 +1,11 @@
 """The ZeroMQ exchange between neighbours: our XPUB out, one SUB per neighbour in.
 
-Round r: publish DIST on `dist/i/` and, for each neighbour j, SUGG on `sugg/i/j/`; then collect j's
-DIST and j's SUGG for us, tagged with round r, until all arrived or the deadline passes. A neighbour
-whose messages are missing at the deadline is a communication gap for that round (the learner drops
-its terms). Messages for later rounds are kept; earlier rounds and duplicates are dropped and counted.
-Which SUB socket a message came in on says who sent it; a `src` that disagrees is refused.
+Round r: publish our broadcast bodies on `<kind>/i/` and each addressed body on `<kind>/i/j/`
+(SS: DIST on `dist/i/`, SUGG on `sugg/i/j/`); then collect, from each neighbour, every kind the round
+carries (`RoundKinds`), tagged with round r, until all arrived or the deadline passes. A neighbour
+missing at the deadline is a communication gap for that round (the learner drops its terms).
+Messages for later rounds are kept; earlier rounds and duplicates are dropped and counted. Which SUB
+socket a message came in on says who sent it; a `src` that disagrees is refused.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import time
 import numpy as np
 import zmq
 
-from agent.exchange import Incoming, Outgoing
+from agent.exchange import Outgoing, Received, RoundKinds
 from protocol import sockets
 from protocol.audit import Outbox
 from protocol.codec import ProtocolError
 from protocol.inbox import Inbox
 from protocol.messages import Kind, Message
-from protocol.topics import dist_topic, parse_topic, sugg_topic
+from protocol.topics import TOPIC_KINDS, parse_topic, topic
 
 log = logging.getLogger("ss-agent")
 
@@ -30,7 +31,7 @@ class PeerLink:
     """Agent `me`'s pub/sub links to its neighbours."""
 
     def __init__(self, ctx: zmq.Context, me: int, pub: zmq.Socket, pub_endpoint: str,
-                 peers: dict[int, str], outbox: Outbox, inbox: Inbox, n_actions: int):
+                 peers: dict[int, str], outbox: Outbox, inbox: Inbox, n_actions: int, kinds: RoundKinds):
         self.me = me
         self.pub = pub
         self.pub_endpoint = pub_endpoint
@@ -39,10 +40,11 @@ class PeerLink:
         self.n_actions = n_actions
         self.subs: dict[zmq.Socket, int] = {}
         self.poller = zmq.Poller()
+        self.kinds = kinds  # every kind this algorithm may receive, over the whole run
         for j, endpoint in sorted(peers.items()):
             sub = sockets.sub(ctx)
-            sub.setsockopt(zmq.SUBSCRIBE, dist_topic(j))
-            sub.setsockopt(zmq.SUBSCRIBE, sugg_topic(j, me))
+            for t in self.topics_from(j):
+                sub.setsockopt(zmq.SUBSCRIBE, t)
             sub.connect(endpoint)
             self.subs[sub] = j
             self.poller.register(sub, zmq.POLLIN)
@@ -51,52 +53,62 @@ class PeerLink:
         self.subscribed: set[bytes] = set()
         self.gaps = 0
 
+    def topics_from(self, j: int) -> list[bytes]:
+        """The topics we subscribe to on neighbour j's publisher."""
+        return [topic(k, j) for k in sorted(self.kinds.broadcast)] + \
+               [topic(k, j, self.me) for k in sorted(self.kinds.addressed)]
+
     # ---- start-up: the slow-joiner fix ------------------------------------------------------
 
     def wait_subscribed(self, deadline_s: float) -> None:
         """Block until every neighbour's SUB has subscribed to our topics (XPUB reports each one)."""
-        wanted = {sugg_topic(self.me, j) for j in self.neighbors}
+        # a neighbour's SUB subscribes to all its topics at once: our addressed topics name it, and if
+        # the algorithm has none, the broadcast topics are counted (XPUB_VERBOSE reports each one)
+        wanted = {topic(k, self.me, j) for j in self.neighbors for k in self.kinds.addressed}
+        broadcast = [topic(k, self.me) for k in sorted(self.kinds.broadcast)]
+        needed = 0 if wanted else len(self.neighbors)  # broadcast-only: one subscription per neighbour
+        counts: dict[bytes, int] = {}
         end = time.monotonic() + deadline_s
-        while not wanted <= self.subscribed:
+        while not (wanted <= self.subscribed and all(counts.get(t, 0) >= needed for t in broadcast)):
             left = end - time.monotonic()
             if left <= 0:
-                missing = sorted(parse_topic(t)[2] for t in wanted - self.subscribed)
-                raise TimeoutError(f"neighbours {missing} never subscribed to agent {self.me} "
-                                   f"at {self.pub_endpoint} within {deadline_s:.0f}s")
+                raise TimeoutError(f"not every neighbour of agent {self.me} ({list(self.neighbors)}) "
+                                   f"subscribed at {self.pub_endpoint} within {deadline_s:.0f}s")
             if self.pub.poll(int(min(left, 0.2) * 1000)):
                 event = self.pub.recv()
                 if event[:1] == b"\x01":
                     self.subscribed.add(event[1:])
+                    counts[event[1:]] = counts.get(event[1:], 0) + 1
 
     # ---- one exchange round -----------------------------------------------------------------
 
-    def exchange(self, round_id: int, out: Outgoing, rows: int, deadline_s: float) -> dict[int, Incoming]:
-        """Publish our round messages, then gather each neighbour's DIST and SUGG for this round."""
-        body: dict[str, object] = {"probs": out.probs}
-        if out.actions is not None:
-            body.update(actions=out.actions, behaviour=out.behaviour)
-        self.outbox.send(self.pub, Kind.DIST, body, dest=f"subscribers:dist/{self.me}/",
-                         endpoint=self.pub_endpoint, topic=dist_topic(self.me), round=round_id)
-        for j in self.neighbors:
-            self.outbox.send(self.pub, Kind.SUGG, {"to": j, "probs": out.suggestions[j]},
-                             dest=f"agent:{j}", endpoint=self.pub_endpoint,
-                             topic=sugg_topic(self.me, j), round=round_id)
+    def exchange(self, round_id: int, out: Outgoing, expect: RoundKinds, rows: int,
+                 deadline_s: float) -> Received:
+        """Publish our round messages, then gather every expected kind from each neighbour."""
+        for kind, body in sorted(out.broadcast.items()):
+            self.outbox.send(self.pub, kind, body, dest=f"subscribers:{kind.value.lower()}/{self.me}/",
+                             endpoint=self.pub_endpoint, topic=topic(kind, self.me), round=round_id)
+        for j, bodies in sorted(out.addressed.items()):
+            for kind, body in sorted(bodies.items()):
+                self.outbox.send(self.pub, kind, body, dest=f"agent:{j}", endpoint=self.pub_endpoint,
+                                 topic=topic(kind, self.me, j), round=round_id)
         got = self.early.pop(round_id, {})
+        wanted = {(j, k) for j in self.neighbors for k in expect.all}
         end = time.monotonic() + deadline_s
-        while len(got) < 2 * len(self.neighbors) and (left := end - time.monotonic()) > 0:
+        while not wanted <= got.keys() and (left := end - time.monotonic()) > 0:
             for sub, _ in self.poller.poll(int(min(left, 0.5) * 1000)):
                 self._receive(sub, round_id, got, rows)
-        incoming = {}
+        received: Received = {}
         for j in self.neighbors:
-            dist, sugg = got.get((j, Kind.DIST)), got.get((j, Kind.SUGG))
-            if dist is None or sugg is None:
+            missing = sorted(k.value for k in expect.all if (j, k) not in got)
+            if missing:
                 self.gaps += 1
                 log.warning("agent %d: round %d: no %s from neighbour %d within %.0fs (communication gap)",
-                            self.me, round_id, "DIST" if dist is None else "SUGG", j, deadline_s)
+                            self.me, round_id, "/".join(missing), j, deadline_s)
                 continue
-            incoming[j] = Incoming(probs=dist.body["probs"], suggestion=sugg.body["probs"],
-                                   actions=dist.body.get("actions"), behaviour=dist.body.get("behaviour"))
-        return incoming
+            if expect.all:
+                received[j] = {k: got[(j, k)].body for k in expect.all}
+        return received
 
     def _receive(self, sub: zmq.Socket, round_id: int, got: dict, rows: int) -> None:
         j = self.subs[sub]
@@ -104,13 +116,13 @@ class PeerLink:
         if len(parts) != 2:
             self.inbox.drop("invalid", f"{len(parts)} frames from neighbour {j}")
             return
-        topic, frame = parts
+        topic_frame, frame = parts
         try:
-            kind_name, topic_src, topic_dst = parse_topic(topic)
+            kind_name, topic_src, topic_dst = parse_topic(topic_frame)
         except ProtocolError as err:
             self.inbox.drop("invalid", f"topic from neighbour {j}: {err}")
             return
-        kind = Kind.DIST if kind_name == "dist" else Kind.SUGG
+        kind = TOPIC_KINDS[kind_name]
         msg = self.inbox.accept(frame, kinds={kind}, src=j, origin=f"neighbour {j}")
         if msg is None:
             return
@@ -128,11 +140,13 @@ class PeerLink:
         """Shape and addressing checks against this run's spaces (the codec checks the rest)."""
         if topic_src != msg.src:
             return f"topic says src {topic_src}, message says {msg.src}"
-        probs: np.ndarray = msg.body["probs"]
-        if probs.shape != (rows, self.n_actions):
+        if topic_dst not in (None, self.me):
+            return f"addressed to agent {topic_dst}, not to {self.me}"
+        if "to" in msg.body and msg.body["to"] != self.me:
+            return f"body addressed to agent {msg.body['to']}, not to {self.me}"
+        probs: np.ndarray | None = msg.body.get("probs")
+        if probs is not None and probs.shape != (rows, self.n_actions):
             return f"probs shape {probs.shape}, expected {(rows, self.n_actions)}"
-        if msg.kind is Kind.SUGG and (msg.body["to"] != self.me or topic_dst != self.me):
-            return f"suggestion addressed to {msg.body['to']}, not to {self.me}"
         return None
 
     def close(self) -> None:

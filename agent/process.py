@@ -76,12 +76,12 @@ class AgentProcess:
         config = directory.config
         self.outbox = Outbox("agent", config.algo, self.opts.run_id, self.me, self.audit_log)
         self.coordinator.outbox = self.outbox
+        learner = Learner(self.me, directory.spec, directory.neighbors, config)
         self.peers = PeerLink(self.ctx, self.me, self.pub, self.pub_endpoint, directory.peers,
-                              self.outbox, self.inbox, directory.spec.n_actions)
+                              self.outbox, self.inbox, directory.spec.n_actions, learner.subscriptions())
         self.peers.wait_subscribed(self.opts.register_deadline_s)
         self.env = EnvLink(self.ctx, self.me, directory.envserver, self.outbox, self.inbox, directory.spec,
                            len(directory.neighbors))
-        learner = Learner(self.me, directory.spec, directory.neighbors, config)
         self.coordinator.ready_and_wait_start(self.opts.register_deadline_s)
         log.info("agent %d: START (%s, neighbours %s)", self.me, config.algo, list(directory.neighbors))
         try:
@@ -101,7 +101,7 @@ class AgentProcess:
                 learner.begin_update()
                 for k in range(config.iterations):
                     received = self.peers.exchange(update * config.iterations + k, learner.outgoing(k),
-                                                   rows, config.round_deadline_s)
+                                                   learner.round_kinds(k), rows, config.round_deadline_s)
                     learner.update_step(k, received)
                 episode = (update + 1) * config.batch
                 train_log.append({"update": update + 1, "episode": episode, **learner.end_update()})

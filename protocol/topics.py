@@ -4,26 +4,40 @@ prefix of another's: a subscription to `dist/1/` never matches `dist/10/`."""
 from __future__ import annotations
 
 from protocol.codec import ProtocolError
+from protocol.messages import PEER_KINDS, BASELINE_KINDS, Kind
+
+# kinds that travel between agents over pub/sub, by topic prefix ("dist", "critic_params", ...)
+TOPIC_KINDS = {k.value.lower(): k for k in PEER_KINDS | BASELINE_KINDS}
+
+
+def topic(kind: Kind, src: int, dst: int | None = None) -> bytes:
+    """b"<kind>/<src>/" for a message to every subscriber, b"<kind>/<src>/<dst>/" for one addressee."""
+    if kind.value.lower() not in TOPIC_KINDS:
+        raise ValueError(f"{kind.value} does not travel over pub/sub")
+    if dst is None:
+        return b"%s/%d/" % (kind.value.lower().encode(), _agent_id(src))
+    return b"%s/%d/%d/" % (kind.value.lower().encode(), _agent_id(src), _agent_id(dst))
 
 
 def dist_topic(src: int) -> bytes:
     """Topic of agent `src`'s action distributions: b"dist/<src>/"."""
-    return b"dist/%d/" % _agent_id(src)
+    return topic(Kind.DIST, src)
 
 
 def sugg_topic(src: int, dst: int) -> bytes:
     """Topic of agent `src`'s suggestion for agent `dst`: b"sugg/<src>/<dst>/"."""
-    return b"sugg/%d/%d/" % (_agent_id(src), _agent_id(dst))
+    return topic(Kind.SUGG, src, dst)
 
 
 def parse_topic(topic: bytes) -> tuple[str, int, int | None]:
-    """(kind, src, dst or None) of a topic; raise ProtocolError unless it is exactly canonical."""
+    """(kind, src, dst or None) of a topic; raise ProtocolError unless it is exactly canonical.
+
+    SUGG topics always name an addressee, DIST topics never; other peer kinds may do either."""
     parts = topic.split(b"/") if isinstance(topic, bytes) else []
     ids = _ids(parts[1:-1]) if len(parts) in (3, 4) and parts[-1] == b"" else None
-    if ids is not None and parts[0] == b"dist" and len(ids) == 1:
-        return "dist", ids[0], None
-    if ids is not None and parts[0] == b"sugg" and len(ids) == 2:
-        return "sugg", ids[0], ids[1]
+    name = parts[0].decode("ascii", "replace") if parts else ""
+    if ids is not None and name in TOPIC_KINDS and (name, len(ids)) not in (("dist", 2), ("sugg", 1)):
+        return name, ids[0], ids[1] if len(ids) == 2 else None
     raise ProtocolError(f"bad topic {topic[:40]!r}" if isinstance(topic, bytes) else
                         f"topic must be bytes, got {type(topic).__name__}")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zmq
 
-from agent.exchange import Outgoing
+from agent.exchange import Outgoing, RoundKinds
 from agent.peer_link import PeerLink
 from coordinator.launcher import free_port
 from protocol import sockets
@@ -36,7 +36,7 @@ def link_and_rogue():
     pub = sockets.xpub(ctx)
     pub_ep = sockets.bind_random(pub)
     inbox = Inbox("agent 0", logging.getLogger("test"), run=RUN)
-    link = PeerLink(ctx, 0, pub, pub_ep, {1: rogue_ep}, Outbox("agent", "ss", RUN, 0), inbox, ACTIONS)
+    link = PeerLink(ctx, 0, pub, pub_ep, {1: rogue_ep}, Outbox("agent", "ss", RUN, 0), inbox, ACTIONS, SS_ROUND)
     seen = set()
     while not {dist_topic(1), sugg_topic(1, 0)} <= seen:  # the link's SUB has subscribed to the rogue
         assert rogue.poll(5000), "no subscription from the agent"
@@ -52,9 +52,12 @@ def probs(rows: int = ROWS) -> np.ndarray:
     return np.tile(np.array([0.3, 0.7], np.float32), (rows, 1))
 
 
+SS_ROUND = RoundKinds(broadcast=frozenset({Kind.DIST}), addressed=frozenset({Kind.SUGG}))
+
+
 def our_round() -> Outgoing:
-    return Outgoing(probs=probs(), actions=np.zeros(ROWS, np.int64), behaviour=np.full(ROWS, 0.3, np.float32),
-                    suggestions={1: probs()})
+    dist = {"probs": probs(), "actions": np.zeros(ROWS, np.int64), "behaviour": np.full(ROWS, 0.3, np.float32)}
+    return Outgoing(broadcast={Kind.DIST: dist}, addressed={1: {Kind.SUGG: {"to": 1, "probs": probs()}}})
 
 
 def test_bad_peer_messages_are_dropped_and_the_good_ones_used(link_and_rogue) -> None:
@@ -79,9 +82,9 @@ def test_bad_peer_messages_are_dropped_and_the_good_ones_used(link_and_rogue) ->
     as_one.send(rogue, Kind.DIST, dist, topic=dist_topic(1), round=7, **common)  # the good ones
     as_one.send(rogue, Kind.SUGG, {"to": 0, "probs": probs()}, topic=sugg_topic(1, 0), round=7, **common)
     as_one.send(rogue, Kind.DIST, dist, topic=dist_topic(1), round=7, **common)  # duplicate of round 7
-    got = link.exchange(7, our_round(), ROWS, deadline_s=10.0)
+    got = link.exchange(7, our_round(), SS_ROUND, ROWS, deadline_s=10.0)
     assert set(got) == {1} and link.gaps == 0
-    np.testing.assert_array_equal(got[1].actions, np.ones(ROWS))
+    np.testing.assert_array_equal(got[1][Kind.DIST]["actions"], np.ones(ROWS))
     # the duplicate may arrive after the round closed; everything else has been counted by now
     assert inbox.dropped["invalid"] == 5 and inbox.dropped["unknown_sender"] == 1
     assert inbox.dropped["stale"] >= 1
@@ -89,7 +92,7 @@ def test_bad_peer_messages_are_dropped_and_the_good_ones_used(link_and_rogue) ->
 
 def test_a_silent_neighbour_costs_a_gap_not_a_deadlock(link_and_rogue) -> None:
     link, _, _ = link_and_rogue
-    assert link.exchange(0, our_round(), ROWS, deadline_s=0.5) == {}
+    assert link.exchange(0, our_round(), SS_ROUND, ROWS, deadline_s=0.5) == {}
     assert link.gaps == 1
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from agent.exchange import Incoming, route_in_memory
+from agent.exchange import route_in_memory
+from protocol.messages import Kind
 from agent.learner import Learner
 from agent.nets import obs_tensor
 from envserver.worlds.base import WorldSpec
@@ -111,8 +112,10 @@ def test_ippo_has_no_suggestion_nets_and_sends_no_suggestions():
     rollout({1: ippo}, np.random.default_rng(3))
     ippo.begin_update()
     out = ippo.outgoing(0)
-    assert out.suggestions == {} and out.probs.shape == (T * B, SPEC.n_actions)
-    assert out.actions.shape == (T * B,) and ippo.outgoing(1).actions is None
+    assert out.broadcast == {} and out.addressed == {}  # IPPO shares nothing at all
+    assert ippo.subscriptions().all == frozenset()
+    ss_round = ss.subscriptions()
+    assert ss_round.broadcast == {Kind.DIST} and ss_round.addressed == {Kind.SUGG}
 
 
 def test_a_round_without_neighbours_is_exactly_an_ippo_step():
@@ -145,12 +148,14 @@ def test_received_arrays_are_checked_and_may_be_read_only():
         x = np.ascontiguousarray(x)
         return np.frombuffer(x.tobytes(), dtype=x.dtype).reshape(x.shape)
 
-    good = Incoming(probs=frozen(np.full((R, A), 1 / A, np.float32)),
-                    suggestion=frozen(np.full((R, A), 1 / A, np.float32)),
-                    actions=frozen(np.zeros(R, np.int64)),
-                    behaviour=frozen(np.full(R, 1 / A, np.float32)))
+    good = {
+        Kind.DIST: {"probs": frozen(np.full((R, A), 1 / A, np.float32)),
+                    "actions": frozen(np.zeros(R, np.int64)),
+                    "behaviour": frozen(np.full(R, 1 / A, np.float32))},
+        Kind.SUGG: {"to": 0, "probs": frozen(np.full((R, A), 1 / A, np.float32))},
+    }
     learner.update_step(0, {1: good})
-    bad = dataclasses.replace(good, probs=np.full((R - 1, A), 1 / A, np.float32))
+    bad = {**good, Kind.DIST: {"probs": np.full((R - 1, A), 1 / A, np.float32)}}
     with pytest.raises(ValueError, match="P_jj"):
         learner.update_step(1, {1: bad})
 

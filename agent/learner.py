@@ -16,12 +16,14 @@ from torch import nn
 
 from agent.buffer import RolloutBuffer, rows
 from agent.exchange import Outgoing, Received, RoundKinds
+from agent.neighbourhood import communicates, partners
 from agent.nets import PolicyNet, ValueNet, obs_tensor
 from agent.returns import gae
 from agent.ss_loss import NeighbourTerms, ss_loss
 from protocol.config import RunConfig
 from protocol.messages import Kind
 from protocol.spec import WorldSpec
+from protocol.topology import resolve_neighbors
 
 
 def derived_seed(seed: int, agent_id: int) -> int:
@@ -65,6 +67,8 @@ class Learner:
         self.spec = spec
         self.config = config
         self.candidates: tuple[int, ...] = () if config.algo == "ippo" else tuple(candidates)
+        # everyone's neighbours, so the partner draws of the neighbours can be reproduced here
+        self.graph = {**resolve_neighbors(config, spec), agent_id: self.candidates}
         seed = derived_seed(config.seed, agent_id)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -137,34 +141,52 @@ class Learner:
             raise RuntimeError("begin_update() must come first")
         return self._update
 
-    def round_kinds(self, k: int) -> RoundKinds:
-        """What round k carries from each neighbour: its DIST (to all) and its SUGG for us."""
+    # ---- the exchange: who sends what to whom in round k (neighbourhood protocols, paper A.4) ----
+
+    def subscriptions(self) -> RoundKinds:
+        """Every kind this learner may receive from a neighbour: DIST (to all) and SUGG (for us)."""
         if not self.candidates:
             return RoundKinds()
         return RoundKinds(broadcast=frozenset({Kind.DIST}), addressed=frozenset({Kind.SUGG}))
 
-    def subscriptions(self) -> RoundKinds:
-        """Every kind this learner may receive from a neighbour during the run (all rounds)."""
-        rounds = [self.round_kinds(k) for k in range(self.config.iterations)]
-        return RoundKinds(broadcast=frozenset().union(*(r.broadcast for r in rounds)),
-                          addressed=frozenset().union(*(r.addressed for r in rounds)))
+    def _partners(self, k: int, agent: int) -> frozenset[int]:
+        """Whom `agent` exchanges with in round k of this update (none on an update without exchange)."""
+        if not communicates(self.updates, self.config.comm_every):
+            return frozenset()
+        round_id = self.updates * self.config.iterations + k
+        return partners(self.config.seed, round_id, agent, self.graph[agent], self.config.partners)
+
+    def expected(self, k: int) -> dict[int, frozenset[Kind]]:
+        """Neighbour j -> the kinds round k brings from j: DIST and SUGG from our partners, and in the
+        first round every neighbour's DIST (its actions and behaviour, needed whenever it is a partner)."""
+        if not communicates(self.updates, self.config.comm_every):
+            return {}
+        mine = self._partners(k, self.agent_id)
+        expect = {j: frozenset({Kind.DIST, Kind.SUGG}) if j in mine else frozenset({Kind.DIST})
+                  for j in self.candidates if j in mine or k == 0}
+        return expect
 
     def outgoing(self, k: int) -> Outgoing:
-        """Round k: DIST = pi_ii(.|o_i) [R, A] (+ a_i and behaviour if k == 0); SUGG pi_ij(.|o_i) per j."""
+        """Round k: DIST = pi_ii(.|o_i) [R, A] (+ a_i and behaviour if k == 0); SUGG pi_ij(.|o_i) to every
+        neighbour j that picked us as a partner."""
         u = self._current()
-        if not self.candidates:
+        if not self.candidates or not communicates(self.updates, self.config.comm_every):
+            return Outgoing()
+        picked_by = [j for j in self.candidates if self.agent_id in self._partners(k, j)]
+        if k > 0 and not picked_by:
             return Outgoing()
         with torch.no_grad():
             dist: dict = {"probs": self.policy.probs(u.obs).numpy()}
-            suggestions = {j: self.suggesters[str(j)].probs(u.obs).numpy() for j in self.candidates}
+            suggestions = {j: self.suggesters[str(j)].probs(u.obs).numpy() for j in picked_by}
         if k == 0:
             dist.update(actions=u.actions.numpy().copy(), behaviour=u.behaviour.numpy().copy())
         return Outgoing(broadcast={Kind.DIST: dist},
                         addressed={j: {Kind.SUGG: {"to": j, "probs": p}} for j, p in suggestions.items()})
 
-    def _neighbour_terms(self, u: _Update, received: Received) -> list[NeighbourTerms]:
-        """The neighbours with data this round; a candidate without data is a gap (counted)."""
+    def _neighbour_terms(self, u: _Update, k: int, received: Received) -> list[NeighbourTerms]:
+        """Our partners with data this round; a partner without data is a gap (counted)."""
         R, A = len(u.actions), self.spec.n_actions
+        mine = self._partners(k, self.agent_id)
         terms = []
         for m, j in enumerate(self.candidates):
             dist = received.get(j, {}).get(Kind.DIST)
@@ -174,6 +196,8 @@ class Learner:
                     received_array(dist["actions"], (R,), np.int64, f"actions from {j}"),
                     received_array(dist["behaviour"], (R,), np.float32, f"behaviour from {j}"),
                 )
+            if j not in mine:
+                continue  # not a partner this round, by the protocol: no terms, no gap
             if dist is None or sugg is None or j not in u.neighbour_actions:
                 u.gaps += 1  # communication gap: drop j's terms and xi_N factor this round
                 continue
@@ -198,7 +222,7 @@ class Learner:
             advantages=u.advantages,
             kappa=u.kappa,
             rho=self.config.rho,
-            neighbours=self._neighbour_terms(u, received),
+            neighbours=self._neighbour_terms(u, k, received),
             clip_eps=self.config.clip_eps,
             values=self.critic(u.obs),
             returns=u.targets,

@@ -82,9 +82,9 @@ class PeerLink:
 
     # ---- one exchange round -----------------------------------------------------------------
 
-    def exchange(self, round_id: int, out: Outgoing, expect: RoundKinds, rows: int,
+    def exchange(self, round_id: int, out: Outgoing, expect: dict[int, frozenset[Kind]], rows: int,
                  deadline_s: float) -> Received:
-        """Publish our round messages, then gather every expected kind from each neighbour."""
+        """Publish our round messages, then gather from each neighbour the kinds `expect` names for it."""
         for kind, body in sorted(out.broadcast.items()):
             self.outbox.send(self.pub, kind, body, dest=f"subscribers:{kind.value.lower()}/{self.me}/",
                              endpoint=self.pub_endpoint, topic=topic(kind, self.me), round=round_id)
@@ -93,21 +93,19 @@ class PeerLink:
                 self.outbox.send(self.pub, kind, body, dest=f"agent:{j}", endpoint=self.pub_endpoint,
                                  topic=topic(kind, self.me, j), round=round_id)
         got = self.early.pop(round_id, {})
-        wanted = {(j, k) for j in self.neighbors for k in expect.all}
+        wanted = {(j, k) for j, kinds in expect.items() for k in kinds}
         end = time.monotonic() + deadline_s
         while not wanted <= got.keys() and (left := end - time.monotonic()) > 0:
             for sub, _ in self.poller.poll(int(min(left, 0.5) * 1000)):
                 self._receive(sub, round_id, got, rows)
         received: Received = {}
-        for j in self.neighbors:
-            missing = sorted(k.value for k in expect.all if (j, k) not in got)
+        for j, kinds in sorted(expect.items()):
+            missing = sorted(k.value for k in kinds if (j, k) not in got)
             if missing:
                 self.gaps += 1
                 log.warning("agent %d: round %d: no %s from neighbour %d within %.0fs (communication gap)",
                             self.me, round_id, "/".join(missing), j, deadline_s)
-                continue
-            if expect.all:
-                received[j] = {k: got[(j, k)].body for k in expect.all}
+            received[j] = {k: got[(j, k)].body for k in kinds if (j, k) in got}
         return received
 
     def _receive(self, sub: zmq.Socket, round_id: int, got: dict, rows: int) -> None:

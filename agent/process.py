@@ -101,7 +101,7 @@ class AgentProcess:
                 learner.begin_update()
                 for k in range(config.iterations):
                     received = self.peers.exchange(update * config.iterations + k, learner.outgoing(k),
-                                                   learner.round_kinds(k), rows, config.round_deadline_s)
+                                                   learner.expected(k), rows, config.round_deadline_s)
                     learner.update_step(k, received)
                 episode = (update + 1) * config.batch
                 train_log.append({"update": update + 1, "episode": episode, **learner.end_update()})

@@ -16,7 +16,7 @@ from protocol.config import ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load
 from protocol.rundir import RunDir
 
 
-RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "preset")
+RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "preset", "partners", "comm_every")
 
 
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -37,6 +37,10 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                   help="ss = Suggestion Sharing; ippo = independent PPO (no exchange). [default: ss]")
     @click.option("--rho", type=float, default=None,
                   help="SS penalty coefficient; 0 is the paper's ablation. [default: per env]")
+    @click.option("--partners", type=int, default=None, metavar="M",
+                  help="Exchange with M random neighbours per round (paper A.4); 0 = all. [default: 0]")
+    @click.option("--comm-every", type=int, default=None, metavar="K",
+                  help="Exchange only every K-th update; in between agents learn independently. [default: 1]")
     @click.option("--preset", type=click.Choice(PRESETS), default=None,
                   help="Hyperparameter table: 'default' (shipped) or 'paper' (the paper's Table 2).")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,

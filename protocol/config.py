@@ -69,6 +69,9 @@ class RunConfig:
     iterations: int = 3  # K: exchange rounds + gradient passes per episode batch
     value_coef: float = 0.5
     max_grad_norm: float = 0.5  # per param group (actor, critic); 0 = no clipping
+    # neighbourhood protocols (paper A.4): m random partners per round (0 = all), exchange every k updates
+    partners: int = 0
+    comm_every: int = 1
     # static graph override: agent id -> neighbour ids (empty = the environment's own topology)
     neighbors: dict[int, tuple[int, ...]] = field(default_factory=dict)
     # runtime
@@ -94,7 +97,9 @@ class RunConfig:
             raise ValueError(f"audit must be one of {list(AUDIT_MODES)}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {list(PRESETS)}")
-        for name in ("agents", "episodes", "batch", "iterations", "checkpoint_every"):
+        if self.partners < 0:
+            raise ValueError(f"partners must be >= 0 (0 = every neighbour), got {self.partners}")
+        for name in ("agents", "episodes", "batch", "iterations", "checkpoint_every", "comm_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.agents < 2 and self.env == "predation":

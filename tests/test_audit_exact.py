@@ -8,9 +8,9 @@ the audit logs. First, the tap and the parser themselves, on real pyzmq pairs.
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from contextlib import ExitStack
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -133,9 +133,11 @@ def by_sender(tap: WireTap) -> dict[int, tuple[Messages, Messages]]:
     """The DEALER connections to a ROUTER tap, keyed by the `src` of the messages each carried."""
     found: dict[int, tuple[Messages, Messages]] = {}
     for up, down in streams(tap):
-        if not up.messages:
+        senders = {decode(m[-1]).src for m in up.messages}
+        if not senders:
             continue
-        [src] = {decode(m[-1]).src for m in up.messages}
+        assert len(senders) == 1, f"one connection carried messages of senders {senders}"
+        src = senders.pop()
         assert src not in found, f"sender {src} used two connections"
         found[src] = (list(up.messages), list(down.messages))
     return found
@@ -146,7 +148,9 @@ def by_subscriber(tap: WireTap, publisher: int) -> dict[int, Messages]:
     found: dict[int, Messages] = {}
     for up, down in streams(tap):
         assert up.messages == (), "a subscriber sent messages to a publisher"
-        [j] = [j for j in NEIGHBORS if sugg_topic(publisher, j) in up.subscriptions]
+        subscribers = [j for j in NEIGHBORS if sugg_topic(publisher, j) in up.subscriptions]
+        assert len(subscribers) == 1, f"subscriptions {up.subscriptions} to agent {publisher}"
+        j = subscribers[0]
         assert j not in found, f"subscriber {j} connected twice to agent {publisher}"
         assert {m[0] for m in down.messages if m[0].startswith(b"sugg/")} == {sugg_topic(publisher, j)}
         found[j] = list(down.messages)
@@ -159,12 +163,30 @@ def audit(path: Path) -> list[Record]:
     return items
 
 
-def frames(records: list[Record], dest: str | None = None, *, topic: bytes | None = None) -> Messages:
-    """The recorded frames of the records to `dest`, or (with `topic`) those a subscriber to it gets."""
-    if topic is not None:
-        return [r.frames for r in records if r.topic is not None and
-                (r.kind == "DIST" or r.topic.encode() == topic)]
+def sent_to(records: list[Record], dest: str) -> Messages:
+    """The recorded frames of every message to `dest`, in order."""
     return [r.frames for r in records if r.dest == dest]
+
+
+def published_for(records: list[Record], subscriber: int) -> Messages:
+    """The recorded frames a subscriber gets: every DIST, and the SUGG records addressed to it."""
+    return [r.frames for r in records if r.kind == "DIST" or (r.kind == "SUGG" and r.dest == f"agent:{subscriber}")]
+
+
+def assert_same(on_wire: Messages, logged: Messages, what: str) -> None:
+    """Frame-for-frame equality; on failure, say briefly where they part (not megabytes of frames)."""
+    if on_wire == logged:
+        return
+    k = next((k for k, (a, b) in enumerate(zip(on_wire, logged)) if a != b), min(len(on_wire), len(logged)))
+    pytest.fail(f"{what}: {len(on_wire)} messages on the wire, {len(logged)} in the audit log; they differ first "
+                f"at message {k}: wire {describe(on_wire, k)}, log {describe(logged, k)}")
+
+
+def describe(messages: Messages, k: int) -> str:
+    if k >= len(messages):
+        return "(none)"
+    msg = decode(messages[k][-1])
+    return f"{msg.kind.value} seq {msg.seq} round {msg.round} step {msg.step}"
 
 
 def wire_tally(messages: Messages) -> Counter:
@@ -204,8 +226,10 @@ def test_every_audit_log_equals_the_traffic_on_the_wire(tmp_path: Path) -> None:
         started = start_cluster(procs, taps, out)
         wait_until(lambda: all(p.poll() == 0 for p in started.values()) or
                    any(p.poll() not in (None, 0) for p in started.values()), 240, "the run to end")
-        for name, proc in started.items():
-            assert proc.poll() == 0, procs.log(name)
+        unfinished = sorted((name for name, proc in started.items() if proc.poll() != 0),
+                            key=lambda name: started[name].poll() is None)  # the failed ones first
+        assert not unfinished, "\n".join(f"--- {name}: exit {started[name].poll()}\n{procs.log(name)[-2000:]}"
+                                          for name in unfinished)
         for tap in taps.values():
             tap.close()  # every process has exited: the taps now hold every byte of the run
     run = RunDir(out)
@@ -216,14 +240,14 @@ def test_every_audit_log_equals_the_traffic_on_the_wire(tmp_path: Path) -> None:
         assert {r.dest for r in records} == {"envserver", "coordinator", f"subscribers:dist/{i}/",
                                              *(f"agent:{j}" for j in nbrs)}
         # Its DEALERs: everything it sent to the env server and the coordinator, in order.
-        assert env_links[i][0] == frames(records, "envserver")
-        assert coord_links[i][0] == frames(records, "coordinator")
+        assert_same(env_links[i][0], sent_to(records, "envserver"), f"agent {i} -> env server")
+        assert_same(coord_links[i][0], sent_to(records, "coordinator"), f"agent {i} -> coordinator")
         assert {r.endpoint for r in records if r.dest == "envserver"} == {taps["envserver"].endpoint}
         # Its XPUB: subscriber j got exactly the DIST records and the SUGG records for j, in order.
         published = by_subscriber(taps[str(i)], i)
         assert set(published) == set(nbrs)
         for j in nbrs:
-            assert published[j] == frames(records, topic=sugg_topic(i, j))
+            assert_same(published[j], published_for(records, j), f"agent {i} -> subscriber {j}")
         # Totals: the wire, counted by kind, is ss-audit's tally (a DIST reaches every subscriber).
         sent = summarise(run.audit(i)).sent
         on_wire = wire_tally(env_links[i][0] + coord_links[i][0] + sum(published.values(), []))
@@ -232,7 +256,8 @@ def test_every_audit_log_equals_the_traffic_on_the_wire(tmp_path: Path) -> None:
         assert {"DIST", "SUGG", "STEP", "RESET", "HELLO", "READY", "STOP"} == set(sent)
     # The env server and the coordinator log exactly what they sent, too.
     envserver, coordinator = audit(run.process_audit("envserver")), audit(run.process_audit("coordinator"))
-    assert coord_links[ENVSERVER_ID] == (frames(envserver, "coordinator"), frames(coordinator, "envserver"))
+    assert_same(coord_links[ENVSERVER_ID][0], sent_to(envserver, "coordinator"), "env server -> coordinator")
+    assert_same(coord_links[ENVSERVER_ID][1], sent_to(coordinator, "envserver"), "coordinator -> env server")
     for i in NEIGHBORS:
-        assert env_links[i][1] == frames(envserver, f"agent:{i}")
-        assert coord_links[i][1] == frames(coordinator, f"agent:{i}")
+        assert_same(env_links[i][1], sent_to(envserver, f"agent:{i}"), f"env server -> agent {i}")
+        assert_same(coord_links[i][1], sent_to(coordinator, f"agent:{i}"), f"coordinator -> agent {i}")

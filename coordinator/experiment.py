@@ -1,0 +1,242 @@
+"""`ss-experiment GRID.toml`: run algorithms x envs x seeds and tabulate their final returns.
+
+A grid file names the cells; each cell is one run directory `<out>/<env>/<label>/seed<seed>`:
+
+    out = "runs/grid"            # root of every cell (relative paths: to the working directory)
+    runner = "sim"               # "sim" (in-process) or "cluster" (one OS process per agent)
+    algos = ["ss", "ippo", {name = "rho0", algo = "ss", rho = 0.0}]
+    envs = ["predation", "navigation"]
+    seeds = [0, 1, 2]
+    [common]                     # any RunConfig field, for every cell
+    episodes = 3200
+    [env.predation]              # per-env overrides
+    agents = 8
+
+Config precedence per cell: env defaults < [common] < [env.<env>] < the algo entry < env and seed.
+Finished cells (metrics.csv holds config.updates rows) are skipped, unfinished ones resumed (sim) or
+restarted (cluster), and `<out>/results.csv` gets one row per finished cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from coordinator.cli import check_resumable
+from coordinator.launcher import run_cluster
+from coordinator.sim import Simulation
+from coordinator.summary import final_metrics
+from protocol.config import ALGORITHMS, RunConfig, load_toml, resolve
+from protocol.csvlog import read_rows
+from protocol.rundir import RunDir
+
+RUNNERS = ("sim", "cluster")
+GRID_KEYS = {"out", "runner", "algos", "envs", "seeds", "common", "env"}
+RESULT_COLUMNS = ("env", "algo", "seed", "episodes", "normalized_return", "cc_rate")
+
+
+@dataclass(frozen=True)
+class AlgoEntry:
+    """One entry of `algos`: a label (the cell directory's name) and the RunConfig fields it sets."""
+
+    label: str
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file."""
+
+    out: Path
+    runner: str
+    algos: tuple[AlgoEntry, ...]
+    envs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    common: dict[str, Any]
+    env_overrides: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: its env, algo label, seed, resolved config and directory."""
+
+    env: str
+    label: str
+    seed: int
+    config: RunConfig
+    out: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.env}/{self.label}/seed{self.seed}"
+
+
+def _algo_entry(entry: Any) -> AlgoEntry:
+    if isinstance(entry, str):
+        return AlgoEntry(entry, {"algo": entry})
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        overrides = {k: v for k, v in entry.items() if k != "name"}
+        overrides.setdefault("algo", entry["name"])
+        return AlgoEntry(entry["name"], overrides)
+    raise ValueError(f"algos: each entry is an algorithm name ({', '.join(ALGORITHMS)}) or a table "
+                     f"{{name = LABEL, algo = ALGO, <RunConfig field> = ...}}; got {entry!r}")
+
+
+def _list(values: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> tuple:
+    items = values.get(key)
+    if not isinstance(items, list) or not items or not all(isinstance(v, kind) for v in items):
+        raise ValueError(f"{key} must be a non-empty list of {what}, got {items!r}")
+    if len(set(map(repr, items))) != len(items):
+        raise ValueError(f"{key} lists a value twice: {items!r}")
+    return tuple(items)
+
+
+def parse_grid(values: dict[str, Any], base: Path = Path(".")) -> Grid:
+    """A Grid from a grid file's TOML values; ValueError names what is wrong."""
+    unknown = set(values) - GRID_KEYS
+    if unknown:
+        raise ValueError(f"unknown grid keys {sorted(unknown)}; a grid has {sorted(GRID_KEYS)}")
+    if not isinstance(values.get("out"), str):
+        raise ValueError('out (the root directory of every cell, e.g. out = "runs/grid") is required')
+    runner = values.get("runner", "sim")
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {list(RUNNERS)}, got {runner!r}")
+    algos = tuple(_algo_entry(a) for a in _list(values, "algos", (str, dict), "names or tables"))
+    labels = [a.label for a in algos]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"algos: two entries share a name: {labels}")
+    envs = _list(values, "envs", str, "env names")
+    seeds = _list(values, "seeds", int, "integers")
+    common = values.get("common", {})
+    env_overrides = values.get("env", {})
+    if not isinstance(common, dict) or not isinstance(env_overrides, dict):
+        raise ValueError("[common] and [env.<name>] must be tables of RunConfig fields")
+    stray = set(env_overrides) - set(envs)
+    if stray:
+        raise ValueError(f"[env.{sorted(stray)[0]}] names an env that is not in envs {list(envs)}")
+    for table in (common, *env_overrides.values()):
+        if {"env", "seed"} & set(table):
+            raise ValueError("env and seed come from the grid's envs and seeds; do not set them in a table")
+    return Grid(base / values["out"], runner, algos, envs, seeds, common, env_overrides)
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file (`out` is taken relative to the working directory)."""
+    return parse_grid(load_toml(path))
+
+
+def cells(grid: Grid) -> list[Cell]:
+    """Every cell of the grid with its resolved, validated config (env-major, then algo, then seed)."""
+    out = []
+    for env in grid.envs:
+        for algo in grid.algos:
+            for seed in grid.seeds:
+                values = {**grid.common, **grid.env_overrides.get(env, {}), **algo.overrides,
+                          "env": env, "seed": seed}
+                try:
+                    config = resolve(values, {})
+                except (ValueError, TypeError) as err:
+                    raise ValueError(f"cell {env}/{algo.label}/seed{seed}: {err}") from err
+                out.append(Cell(env, algo.label, seed, config, grid.out / env / algo.label / f"seed{seed}"))
+    return out
+
+
+def rows_done(cell: Cell) -> int:
+    """How many updates the cell's metrics.csv holds (0 if it has none)."""
+    path = RunDir(cell.out).metrics
+    return len(read_rows(path)) if path.exists() else 0
+
+
+def run_cell(cell: Cell, runner: str, progress: bool = False) -> str:
+    """Run, resume or skip one cell; returns what was done ("skipped", "ran", "resumed from update U")."""
+    if rows_done(cell) >= cell.config.updates:
+        return "skipped"
+    check_resumable(cell.config, cell.out)
+    if runner == "cluster":  # agents do not resume from checkpoints: the cell starts over
+        code = run_cluster(cell.config, cell.out, progress=progress)
+        if code != 0:
+            raise RuntimeError(f"cell {cell.name}: ss-cluster exited with code {code} (logs in {cell.out}/logs)")
+        return "ran"
+    sim = Simulation(cell.config, cell.out)
+    start = sim.resume()
+    sim.run(progress=progress)
+    return f"resumed from update {start}" if start else "ran"
+
+
+def result_row(cell: Cell) -> dict[str, object]:
+    """The cell's results.csv row: final metrics (mean of the last 10% of rows)."""
+    final = final_metrics(cell.out)
+    return {"env": cell.env, "algo": cell.label, "seed": cell.seed, "episodes": int(final["episodes"]),
+            "normalized_return": final["normalized_return"], "cc_rate": final.get("cc_rate", "")}
+
+
+def write_results(grid: Grid, all_cells: list[Cell]) -> Path:
+    """`<out>/results.csv`: one row per finished cell."""
+    path = grid.out / "results.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, RESULT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(result_row(c) for c in all_cells if rows_done(c) >= c.config.updates)
+    tmp.replace(path)
+    return path
+
+
+def run_grid(grid: Grid, progress: bool = True) -> dict[str, str]:
+    """Run every cell in order (writing results.csv after each); returns cell name -> what was done."""
+    todo = cells(grid)
+    done: dict[str, str] = {}
+    bar = tqdm(todo, unit="cell", desc="grid", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    for cell in bar:
+        bar.set_postfix_str(cell.name)
+        done[cell.name] = run_cell(cell, grid.runner, progress=progress)
+        write_results(grid, todo)
+    bar.close()
+    write_results(grid, todo)
+    return done
+
+
+@click.command(name="ss-experiment", epilog="Example: ss-experiment grid.toml   (see the module docstring "
+                                              "of coordinator/experiment.py for the file format)")
+@click.argument("grid_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in logs).")
+@click.option("--dry-run", is_flag=True, help="List the cells and their state; run nothing.")
+def main(grid_file: Path, no_progress: bool, dry_run: bool) -> None:
+    """Run the algorithms x envs x seeds of GRID_FILE, skipping finished cells and resuming others.
+
+    \b
+    Grid file (TOML):
+      out = "runs/grid"      cells go to <out>/<env>/<algo label>/seed<seed>
+      runner = "sim"         or "cluster"
+      algos = ["ss", "ippo", {name = "rho0", algo = "ss", rho = 0.0}]
+      envs = ["predation"]
+      seeds = [0, 1, 2]
+      [common]               any RunConfig field for every cell, e.g. episodes = 3200
+      [env.predation]        per-env overrides, e.g. agents = 2
+
+    Writes <out>/results.csv: env, algo, seed, episodes, final normalized_return and cc_rate (mean of
+    the last 10% of metrics.csv rows).
+    """
+    try:
+        grid = load_grid(grid_file)
+        todo = cells(grid)
+    except ValueError as err:
+        raise click.UsageError(f"{grid_file}: {err}") from err
+    if dry_run:
+        for cell in todo:
+            click.echo(f"{cell.name:<40} {rows_done(cell)}/{cell.config.updates} updates  -> {cell.out}")
+        return
+    try:
+        done = run_grid(grid, progress=not no_progress)
+    except RuntimeError as err:
+        raise click.ClickException(str(err)) from err
+    for name, what in done.items():
+        click.echo(f"{name:<40} {what}", err=True)
+    click.echo(f"results -> {grid.out / 'results.csv'}", err=True)

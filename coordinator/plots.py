@@ -1,0 +1,381 @@
+"""`ss-plot DIR... --out FIGDIR`: the paper's figures from run directories (PNG and PDF).
+
+Runs are found under each DIR (any directory holding config.toml and metrics.csv) and grouped by
+(env, algo label). The label is the directory name of an ss-experiment cell's parent
+(`<env>/<label>/seed<N>`), the prefix of a `<label>-s<N>` directory (deploy/reproduce_predation.sh),
+else the config's algo (with " rho=0" for the SS ablation). A figure whose runs are absent is skipped
+with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import click
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+
+from coordinator.summary import final_metrics  # noqa: E402
+from protocol.auditlog import Record, iter_records  # noqa: E402
+from protocol.codec import decode  # noqa: E402
+from protocol.config import load_toml  # noqa: E402
+from protocol.csvlog import read_rows  # noqa: E402
+from protocol.rundir import RunDir  # noqa: E402
+
+STUDY_FIELDS = ("partners", "comm_every")  # config fields of the partner / communication study (Fig. 8)
+CURVE_POINTS = 100  # curves are smoothed with a moving average of len/CURVE_POINTS updates
+
+plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
+                     "figure.dpi": 110, "savefig.bbox": "tight", "axes.grid": True, "grid.alpha": 0.3})
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run directory with its config and metrics.csv rows."""
+
+    path: Path
+    label: str
+    config: dict
+    metrics: list[dict[str, str]]
+
+    @property
+    def env(self) -> str:
+        return str(self.config.get("env", "?"))
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([float(r[name]) for r in self.metrics])
+
+
+Group = tuple[str, str]  # (env, algo label)
+
+
+def run_label(path: Path, config: dict) -> str:
+    """The algo label of a run, from its directory layout, else from its config."""
+    if re.fullmatch(r"seed\d+", path.name):
+        return path.parent.name
+    if match := re.fullmatch(r"(.+)-s\d+", path.name):
+        return match.group(1)
+    algo = str(config.get("algo", "ss"))
+    return f"{algo} rho=0" if algo == "ss" and config.get("rho") == 0 else algo
+
+
+def find_runs(dirs: list[Path]) -> list[Run]:
+    """Every run directory at or under `dirs` that holds config.toml and a metrics.csv with rows."""
+    found: dict[Path, Run] = {}
+    for root in dirs:
+        for metrics in sorted([root / "metrics.csv", *root.rglob("metrics.csv")]):
+            path = metrics.parent.resolve()
+            if path in found or not metrics.exists() or not RunDir(path).config.exists():
+                continue
+            rows = read_rows(metrics)
+            if rows:
+                config = load_toml(RunDir(path).config)
+                found[path] = Run(path, run_label(path, config), config, rows)
+    return list(found.values())
+
+
+def group_runs(runs: list[Run]) -> dict[Group, list[Run]]:
+    """Runs by (env, label), in a stable order."""
+    groups: dict[Group, list[Run]] = defaultdict(list)
+    for run in sorted(runs, key=lambda r: (r.env, r.label, str(r.path))):
+        groups[(run.env, run.label)].append(run)
+    return dict(groups)
+
+
+# ---- series over seeds ----------------------------------------------------------------------------
+
+
+def smooth(y: np.ndarray) -> np.ndarray:
+    """Moving average over len/CURVE_POINTS updates (shorter at the start)."""
+    w = max(1, len(y) // CURVE_POINTS)
+    c = np.cumsum(np.insert(y, 0, 0.0))
+    return np.array([(c[i + 1] - c[max(0, i + 1 - w)]) / min(w, i + 1) for i in range(len(y))])
+
+
+def stack(runs: list[Run], series: Callable[[Run], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(episodes, [seeds, points]) of a per-run series, cut to the shortest run and smoothed."""
+    pairs = [series(r) for r in runs]
+    n = min(len(x) for x, _ in pairs)
+    return pairs[0][0][:n], np.stack([smooth(y[:n]) for _, y in pairs])
+
+
+def metric(name: str) -> Callable[[Run], tuple[np.ndarray, np.ndarray]]:
+    return lambda run: (run.column("episode"), run.column(name))
+
+
+def band(ax: plt.Axes, runs: list[Run], series: Callable, label: str, color: str | None = None) -> None:
+    """Mean over seeds as a line, min-max over seeds as a band."""
+    x, ys = stack(runs, series)
+    line, = ax.plot(x, ys.mean(0), label=f"{label} (n={len(runs)})", color=color, lw=1.6)
+    if len(runs) > 1:
+        ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2, lw=0)
+
+
+def colours(labels: list[str]) -> dict[str, str]:
+    """One fixed colour per algo label across all figures."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {label: cycle[i % len(cycle)] for i, label in enumerate(sorted(set(labels)))}
+
+
+def panels(n: int, width: float = 5.0, height: float = 3.6) -> tuple[plt.Figure, list[plt.Axes]]:
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    """Write FIGDIR/name.png and .pdf."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.tight_layout()
+    for path in paths:
+        fig.savefig(path)
+    plt.close(fig)
+    return paths
+
+
+def episode_axis(ax: plt.Axes, ylabel: str) -> None:
+    ax.set_xlabel("episode")
+    ax.set_ylabel(ylabel)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+
+
+# ---- the figures: each returns the files written, or the reason it was skipped ----------------------
+
+Result = list[Path] | str
+
+
+def fig1_training_curves(groups: dict[Group, list[Run]], out: Path) -> Result:
+    """Fig. 1: normalised return vs episode, one panel per env, mean and min-max band over seeds."""
+    envs = sorted({env for env, _ in groups})
+    colour = colours([label for _, label in groups])
+    fig, axes = panels(len(envs))
+    for ax, env in zip(axes, envs):
+        for (e, label), runs in groups.items():
+            if e == env:
+                band(ax, runs, metric("normalized_return"), label, colour[label])
+        ax.set_title(f"{env}: training curves")
+        episode_axis(ax, "normalized return")
+        ax.legend()
+    return save(fig, out, "fig1_training_curves")
+
+
+def fig2_final_bars(groups: dict[Group, list[Run]], out: Path) -> Result:
+    """Fig. 2: final normalised return (mean of the last 10% of updates) per env and algo, mean +- std."""
+    envs = sorted({env for env, _ in groups})
+    colour = colours([label for _, label in groups])
+    fig, axes = panels(len(envs), width=4.2)
+    for ax, env in zip(axes, envs):
+        labels = [label for e, label in groups if e == env]
+        finals = [[final_metrics(r.path)["normalized_return"] for r in groups[(env, label)]] for label in labels]
+        means, stds = [np.mean(f) for f in finals], [np.std(f) for f in finals]
+        ticks = [f"{label}\n(n={len(f)})" for label, f in zip(labels, finals)]
+        ax.bar(ticks, means, yerr=stds, capsize=4, color=[colour[label] for label in labels])
+        for x, m in enumerate(means):
+            ax.text(x, m / 2, f"{m:.2f}", ha="center", va="center", color="white", fontweight="bold")
+        ax.set_title(f"{env}: final normalized return")
+        ax.set_ylabel("mean of last 10% of updates")
+        ax.axhline(0, color="black", lw=0.6)
+    return save(fig, out, "fig2_final_returns")
+
+
+def fig3_predation_rates(groups: dict[Group, list[Run]], out: Path) -> Result:
+    """Fig. 3: C-C / C-D / D-D rates vs episode for 2-agent predation, one panel per algo."""
+    pairs = {label: runs for (env, label), runs in groups.items()
+             if env == "predation" and all("dd_rate" in r.metrics[0] for r in runs)}
+    if not pairs:
+        return "no 2-agent predation runs (metrics.csv with cc_rate/cd_rate/dd_rate)"
+    fig, axes = panels(len(pairs), width=4.5)
+    for ax, (label, runs) in zip(axes, pairs.items()):
+        for name, legend, colour in (("cc_rate", "C-C", "tab:green"), ("cd_rate", "C-D", "tab:orange"),
+                                     ("dd_rate", "D-D", "tab:red")):
+            band(ax, runs, metric(name), legend, colour)
+        ax.set_title(f"2-agent predation: {label}")
+        episode_axis(ax, "share of steps")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend()
+    return save(fig, out, "fig3_predation_rates")
+
+
+def ablation_role(run: Run) -> str | None:
+    """'SS', 'SS rho=0' or 'IPPO' by config (None for other algorithms)."""
+    algo = run.config.get("algo")
+    if algo == "ippo":
+        return "IPPO"
+    if algo == "ss":
+        return "SS rho=0" if float(run.config.get("rho", 1.0)) == 0.0 else "SS"
+    return None
+
+
+def fig4_rho0_ablation(groups: dict[Group, list[Run]], out: Path) -> Result:
+    """Fig. 4: SS vs SS rho=0 vs IPPO on predation: cc_rate and normalised return."""
+    roles: dict[str, list[Run]] = defaultdict(list)
+    for (env, _), runs in groups.items():
+        for run in runs:
+            if env == "predation" and (role := ablation_role(run)):
+                roles[role].append(run)
+    if "SS rho=0" not in roles or len(roles) < 2:
+        return f"needs predation runs of SS with rho = 0 and of SS or IPPO (have: {sorted(roles) or 'none'})"
+    roles = {role: roles[role] for role in ("SS", "SS rho=0", "IPPO") if role in roles}
+    colour = {"SS": "tab:blue", "SS rho=0": "tab:purple", "IPPO": "tab:gray"}
+    fig, axes = panels(2)
+    for ax, name, ylabel in ((axes[0], "cc_rate", "C-C rate (all cooperate)"),
+                             (axes[1], "normalized_return", "normalized return")):
+        for role, runs in roles.items():
+            band(ax, runs, metric(name), role, colour[role])
+        ax.set_title(f"rho = 0 ablation: {ylabel}")
+        episode_axis(ax, ylabel)
+        ax.legend()
+    return save(fig, out, "fig4_rho0_ablation")
+
+
+# ---- Fig. 5: suggestion statistics ---------------------------------------------------------------
+
+
+def suggestion_mse(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    """(episodes, mean over agents of train.csv suggestion_mse), or None without it."""
+    logs = sorted((run.path / "agents").glob("*/train.csv"))
+    tables = [read_rows(p) for p in logs]
+    if not tables or any(not t or "suggestion_mse" not in t[0] for t in tables):
+        return None
+    n = min(len(t) for t in tables)
+    mse = np.array([[float(r["suggestion_mse"]) for r in t[:n]] for t in tables])
+    if np.isnan(mse).all():
+        return None
+    return np.array([float(r["episode"]) for r in tables[0][:n]]), np.nanmean(mse, axis=0)
+
+
+def approach_share(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    """(episodes, share of suggestions favouring the move toward the prey) of a predation cluster run.
+
+    Needs frames-mode audit logs: the env server's OBS give s^t = [x_1 - x_tar, ..] / 30 (every agent
+    observes the same), the agents' round-0 SUGG give pi_ij(.|o_i) for rows r = t*B + b. Approach for
+    agent j is action 1 (+1) if x_j <= x_tar else action 0; the share counts rows with p(approach) > 0.5.
+    """
+    rd, cfg = RunDir(run.path), run.config
+    server_log = rd.process_audit("envserver")
+    if run.env != "predation" or not server_log.exists():
+        return None
+    obs: dict[tuple[int, int], np.ndarray] = {}  # (update, step) -> s^t [B, N]
+    for record in _frames(server_log, "OBS"):
+        body = decode(record.frames[-1]).body
+        obs.setdefault((body["episode"], record.step), body["obs"])
+    hits: dict[int, list[float]] = defaultdict(list)
+    k_per_update = int(cfg["iterations"])
+    for i in range(int(cfg["agents"])):
+        for record in _frames(rd.audit(i), "SUGG") if rd.audit(i).exists() else ():
+            update, k = divmod(record.round, k_per_update)
+            if k != 0:
+                continue
+            body = decode(record.frames[-1]).body
+            s = np.stack([obs[(update, t)] for t in range(len(body["probs"]) // int(cfg["batch"]))])
+            approach = (s[:, :, body["to"]].reshape(-1) <= 0).astype(int)  # rows t*B + b
+            hits[update].append(float((body["probs"][np.arange(len(approach)), approach] > 0.5).mean()))
+    if not hits:
+        return None
+    updates = sorted(hits)
+    return (np.array([(u + 1) * int(cfg["batch"]) for u in updates], dtype=float),
+            np.array([np.mean(hits[u]) for u in updates]))
+
+
+def _frames(path: Path, kind: str) -> list[Record]:
+    """The records of one kind that carry their frames (hashes-only logs give none)."""
+    return [r for r in iter_records(path) if isinstance(r, Record) and r.kind == kind and r.frames is not None]
+
+
+def fig5_suggestions(groups: dict[Group, list[Run]], out: Path) -> Result:
+    """Fig. 5: suggestion MSE vs episode; and, where audit logs allow, the share of suggestions to approach."""
+    mse = {g: [r for r in runs if suggestion_mse(r) is not None] for g, runs in groups.items()}
+    mse = {g: runs for g, runs in mse.items() if runs}
+    if not mse:
+        return "no runs whose train.csv has suggestion_mse values (SS runs)"
+    share = {g: [r for r in runs if approach_share(r) is not None] for g, runs in mse.items()}
+    share = {g: runs for g, runs in share.items() if runs}
+    colour = colours([label for _, label in mse])
+    fig, axes = panels(2 if share else 1, width=5.5)
+    for (env, label), runs in mse.items():
+        band(axes[0], runs, suggestion_mse, f"{env}: {label}", colour[label])
+    axes[0].set_title("MSE between policy and received suggestions")
+    episode_axis(axes[0], "suggestion MSE (mean over agents)")
+    axes[0].set_yscale("log")
+    axes[0].legend()
+    if share:
+        for (env, label), runs in share.items():
+            band(axes[1], runs, approach_share, f"{env}: {label}", colour[label])
+        axes[1].set_title("suggestions to approach the prey")
+        episode_axis(axes[1], "share with p(approach) > 0.5")
+        axes[1].set_ylim(-0.02, 1.02)
+        axes[1].legend()
+    return save(fig, out, "fig5_suggestions")
+
+
+def fig8_partner_study(groups: dict[Group, list[Run]], out: Path) -> Result:
+    """Fig. 8: final normalised return vs the number of partners / the communication period."""
+    runs = [r for rs in groups.values() for r in rs]
+    fields = [f for f in STUDY_FIELDS if any(f in r.config for r in runs)]
+    if not fields:
+        return f"no runs with a {' or '.join(STUDY_FIELDS)} config field"
+    fig, axes = panels(len(fields))
+    for ax, name in zip(axes, fields):
+        by_group: dict[Group, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in runs:
+            if name in r.config:
+                by_group[(r.env, str(r.config.get("algo")))][float(r.config[name])].append(
+                    final_metrics(r.path)["normalized_return"])
+        for (env, algo), points in sorted(by_group.items()):
+            xs = sorted(points)
+            ax.errorbar(xs, [np.mean(points[x]) for x in xs], yerr=[np.std(points[x]) for x in xs],
+                        marker="o", capsize=3, label=f"{env}: {algo}")
+        ax.set_title(f"final normalized return vs {name}")
+        ax.set_xlabel(name)
+        ax.set_ylabel("final normalized return")
+        ax.legend()
+    return save(fig, out, "fig8_partner_study")
+
+
+FIGURES: dict[str, Callable[[dict[Group, list[Run]], Path], Result]] = {
+    "1": fig1_training_curves, "2": fig2_final_bars, "3": fig3_predation_rates,
+    "4": fig4_rho0_ablation, "5": fig5_suggestions, "8": fig8_partner_study,
+}
+
+
+def plot_all(dirs: list[Path], out: Path, only: tuple[str, ...] = ()) -> dict[str, Result]:
+    """Every figure (or those in `only`) from the runs under `dirs`: figure -> files or skip reason."""
+    groups = group_runs(find_runs(dirs))
+    if not groups:
+        raise ValueError(f"no run directories (config.toml + metrics.csv with rows) under {[str(d) for d in dirs]}")
+    return {name: fig(groups, out) for name, fig in FIGURES.items() if not only or name in only}
+
+
+@click.command(name="ss-plot", epilog="Example: ss-plot runs/grid runs/predation2 --out figures")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for the figures (PNG and PDF).")
+@click.option("--figure", "only", multiple=True, type=click.Choice(sorted(FIGURES)),
+              help="Only this figure (repeatable). [default: all]")
+def main(dirs: tuple[Path, ...], out: Path, only: tuple[str, ...]) -> None:
+    """Draw the paper's figures from the runs under DIRS (grid roots or run directories).
+
+    \b
+    Fig. 1 training curves (normalized return, mean and min-max over seeds, one panel per env)
+    Fig. 2 final normalized return per env and algo (mean +- std over seeds)
+    Fig. 3 C-C / C-D / D-D rates of 2-agent predation
+    Fig. 4 the rho = 0 ablation (SS, SS rho=0, IPPO on predation)
+    Fig. 5 suggestion MSE; share of suggestions to approach (predation clusters with frames audit logs)
+    Fig. 8 the partner / communication-frequency study (runs with partners or comm_every)
+    """
+    try:
+        results = plot_all(list(dirs), out, only)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    for name, result in results.items():
+        if isinstance(result, str):
+            click.echo(f"Fig. {name}: skipped: {result}")
+        else:
+            click.echo(f"Fig. {name}: {', '.join(str(p) for p in result)}")

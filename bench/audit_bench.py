@@ -8,8 +8,8 @@ agents, batch 16) is driven by the unchanged simulation loop, and everything age
 would do on its side is timed: its learner work (act + record for T steps, GAE, K rounds of
 outgoing + Adam pass) and its sends through the real send choke point (`Outbox.send`: encode,
 audit record, `send_multipart`) for the exact messages the agent process sends per episode batch:
-RESET, T STEP, and per round one DIST plus one SUGG per neighbour. The sends go to a PUB socket
-with no subscriber (the socket call is the same in both modes; only the audit record differs).
+RESET, T STEP, and per round the DIST/SUGG that `PeerLink.exchange` publishes. The sends go to a PUB
+socket with no subscriber (the socket call is the same in both modes; only the audit record differs).
 The other agents and the world run untimed. Updates alternate frames/hashes as ABBA so drift cancels.
 Not included: receiving and decoding (identical in both modes) and waiting for other processes.
 """
@@ -17,6 +17,7 @@ Not included: receiving and decoding (identical in both modes) and waiting for o
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -26,29 +27,30 @@ import torch
 import zmq
 
 from _timing import explain, median, predation, result
-from agent.exchange import Incoming, Outgoing
+from agent.exchange import Outgoing, Received
 from agent.learner import Learner
+from agent.peer_link import PeerLink
 from coordinator.sim import Simulation
 from protocol.audit import Outbox
 from protocol.auditlog import AuditLog
+from protocol.inbox import Inbox
 from protocol.messages import Kind
-from protocol.topics import dist_topic, sugg_topic
 
 MODES = ("frames", "hashes")
 ENDPOINT = "inproc://audit-bench"
 
 
 class TimedAgent:
-    """Agent `me`'s Learner, called by the simulation as the agent process calls it, with the process's
-    sends after act() (RESET before the first, then STEP) and after outgoing(k) (DIST, SUGG per
-    neighbour); accumulates the seconds spent in all of it, and separately in the sends."""
+    """Agent `me`'s Learner, called by the simulation as the agent process calls it, plus the process's
+    sends: RESET before the first act() of a batch and STEP after each (as agent/env_link.py sends
+    them), and after outgoing(k) the round's DIST/SUGG through the real `PeerLink.exchange` (with no
+    neighbour expected, so it publishes and returns without waiting). Accumulates the seconds spent in
+    all of it, and separately in the sends; `mode` picks the outbox (and so the audit log) in use."""
 
-    def __init__(self, learner: Learner, neighbors: tuple[int, ...], outboxes: dict[str, Outbox],
-                 sock: zmq.Socket, iterations: int):
+    def __init__(self, learner: Learner, outboxes: dict[str, Outbox], peers: PeerLink, iterations: int):
         self.learner = learner
-        self.neighbors = neighbors
         self.outboxes = outboxes
-        self.sock = sock
+        self.peers = peers
         self.iterations = iterations
         self.mode = MODES[0]
         self.update = 0
@@ -56,21 +58,19 @@ class TimedAgent:
         self.elapsed = 0.0
         self.sending = 0.0
 
-    def _send(self, kind: Kind, body: dict, *, dest: str, topic: bytes | None = None,
-              round: int | None = None, step: int | None = None) -> None:
+    def _env_send(self, kind: Kind, body: dict) -> None:
         start = time.perf_counter()
-        self.outboxes[self.mode].send(self.sock, kind, body, dest=dest, endpoint=ENDPOINT, topic=topic,
-                                      round=round, step=step)
+        self.outboxes[self.mode].send(self.peers.pub, kind, body, dest="envserver", endpoint=ENDPOINT,
+                                      step=self.step)
         self.sending += time.perf_counter() - start
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
-        if self.step == 0:  # agent/env_link.py: RESET opens every episode batch
-            self._send(Kind.RESET, {"episode": self.update}, dest="envserver", step=0)
+        if self.step == 0:
+            self._env_send(Kind.RESET, {"episode": self.update})
         actions = self.learner.act(obs, mask)
         self.step += 1
-        self._send(Kind.STEP, {"episode": self.update, "actions": np.asarray(actions, dtype=np.int64)},
-                   dest="envserver", step=self.step)
+        self._env_send(Kind.STEP, {"episode": self.update, "actions": np.asarray(actions, dtype=np.int64)})
         self.elapsed += time.perf_counter() - start
         return actions
 
@@ -85,22 +85,17 @@ class TimedAgent:
         self.elapsed += time.perf_counter() - start
 
     def outgoing(self, k: int) -> Outgoing:
-        """agent/peer_link.py `exchange`: DIST on dist/i/, then SUGG on sugg/i/j/ for each neighbour j."""
         start = time.perf_counter()
         out = self.learner.outgoing(k)
-        round_id = self.update * self.iterations + k
-        body: dict[str, object] = {"probs": out.probs}
-        if out.actions is not None:
-            body.update(actions=out.actions, behaviour=out.behaviour)
-        me = self.learner.agent_id
-        self._send(Kind.DIST, body, dest=f"subscribers:dist/{me}/", topic=dist_topic(me), round=round_id)
-        for j in self.neighbors:
-            self._send(Kind.SUGG, {"to": j, "probs": out.suggestions[j]}, dest=f"agent:{j}",
-                       topic=sugg_topic(me, j), round=round_id)
-        self.elapsed += time.perf_counter() - start
+        sent = time.perf_counter()
+        self.peers.outbox = self.outboxes[self.mode]
+        self.peers.exchange(self.update * self.iterations + k, out, {}, 0, 0.0)
+        done = time.perf_counter()
+        self.sending += done - sent
+        self.elapsed += done - start
         return out
 
-    def update_step(self, k: int, received: dict[int, Incoming]) -> None:
+    def update_step(self, k: int, received: Received) -> None:
         start = time.perf_counter()
         self.learner.update_step(k, received)
         self.elapsed += time.perf_counter() - start
@@ -141,12 +136,15 @@ def main() -> None:
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.bind(ENDPOINT)
+    log = logging.getLogger("audit-bench")
     times: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         sim = Simulation(config, Path(tmp) / "sim")
         logs = {mode: AuditLog(Path(tmp) / f"{mode}.audit.log", mode=mode) for mode in MODES}
-        outboxes = {mode: Outbox("agent", config.algo, "bench", 0, log) for mode, log in logs.items()}
-        agent = TimedAgent(sim.learners[0], sim.neighbors[0], outboxes, sock, config.iterations)
+        outboxes = {mode: Outbox("agent", config.algo, "bench", 0, audit) for mode, audit in logs.items()}
+        peers = PeerLink(ctx, 0, sock, ENDPOINT, {}, outboxes[MODES[0]], Inbox("agent 0", log),
+                         sim.spec.n_actions, sim.learners[0].subscriptions())
+        agent = TimedAgent(sim.learners[0], outboxes, peers, config.iterations)
         sim.learners[0] = agent
         try:
             for update in range(warmup + args.updates):
@@ -156,11 +154,11 @@ def main() -> None:
                 if update >= warmup:
                     times[agent.mode].append(agent.take())
                 agent.take()
-            sizes = {mode: log.path.stat().st_size / log.count for mode, log in logs.items()}
-            messages = sum(log.count for log in logs.values()) // (warmup + args.updates)
+            sizes = {mode: audit.path.stat().st_size / audit.count for mode, audit in logs.items()}
+            messages = sum(audit.count for audit in logs.values()) // (warmup + args.updates)
         finally:
-            for log in logs.values():
-                log.close()
+            for audit in logs.values():
+                audit.close()
             sock.close()
             ctx.term()
 

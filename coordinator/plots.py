@@ -316,11 +316,11 @@ def fig5_suggestions(groups: dict[Group, list[Run]], out: Path) -> Result:
 
 
 def fig8_partner_study(groups: dict[Group, list[Run]], out: Path) -> Result:
-    """Fig. 8: final normalised return vs the number of partners / the communication period."""
+    """Fig. 8: final normalised return vs the number of partners / the communication period (fields that vary)."""
     runs = [r for rs in groups.values() for r in rs]
-    fields = [f for f in STUDY_FIELDS if any(f in r.config for r in runs)]
+    fields = [f for f in STUDY_FIELDS if len({str(r.config[f]) for r in runs if f in r.config}) > 1]
     if not fields:
-        return f"no runs with a {' or '.join(STUDY_FIELDS)} config field"
+        return f"no runs that differ in {' or '.join(STUDY_FIELDS)}"
     fig, axes = panels(len(fields))
     for ax, name in zip(axes, fields):
         by_group: dict[Group, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))

@@ -158,7 +158,11 @@ def serve(coordinator: str, bind: str, run_id: str, out: RunDir, register_deadli
     """Register with the coordinator, wait for START, then play the whole run."""
     ctx = zmq.Context()
     sock = sockets.router(ctx)
-    endpoint = sockets.bind_random(sock) if bind.endswith(":0") else (sock.bind(bind) or bind)
+    if bind.endswith(":0"):
+        endpoint = sockets.bind_random(sock)
+    else:
+        sock.bind(bind)
+        endpoint = bind
     inbox = Inbox("envserver", log, run=run_id)
     out.logs.mkdir(parents=True, exist_ok=True)
     outbox = Outbox("envserver", "ss", run_id, ENVSERVER_ID, AuditLog(out.process_audit("envserver")))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from protocol.auditcompare import compare, comparison_json, format_comparison, run_traffic
 from protocol.auditlog import LogFormatError, Record, iter_records
 from protocol.auditreport import LogSource, Summary, describe_record, discover, format_table, summarise
 from protocol.auditverify import verify_log
@@ -21,6 +22,7 @@ Examples:
   ss-audit runs/pred8 --verify --json    the same tallies as JSON (on stdout; failures on stderr)
   ss-audit runs/pred8 --show 3 --kind SUGG --limit 5
                                          the first 5 suggestions agent 3 sent, decoded
+  ss-audit --compare runs/ss runs/ippo   bytes per agent per episode by algorithm, and the ratio to SS
 """
 
 
@@ -67,7 +69,11 @@ def _verify(sources: list[LogSource], algo: str) -> bool:
 
 
 @click.command(name="ss-audit", epilog=AUDIT_EPILOG)
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--compare", is_flag=True,
+              help="Compare the RUN_DIRs: bytes per agent per episode (total and by kind) for each "
+                   "algorithm, and the ratio to SS. With --json: {\"algos\": {ALGO: {...}}}.")
 @click.option("--verify", is_flag=True,
               help="Check every log's hash chain, frame hashes and payloads against what the algorithm "
                    "allows (kinds, and no rewards, values, parameters or observations); exit 1 on any failure.")
@@ -79,13 +85,20 @@ def _verify(sources: list[LogSource], algo: str) -> bool:
 @click.option("--kind", metavar="KIND", help="With --show: only records of this kind (e.g. DIST).")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="With --show: print at most this many records.")
-def audit_main(run_dir: Path, verify: bool, as_json: bool, show: str | None, kind: str | None,
-               limit: int) -> None:
+def audit_main(run_dirs: tuple[Path, ...], compare: bool, verify: bool, as_json: bool, show: str | None,
+               kind: str | None, limit: int) -> None:
     """Report what every process of the run in RUN_DIR sent, from its audit log.
 
     Reads RUN_DIR/agents/<id>/audit.log and RUN_DIR/logs/<role>.audit.log, and the algorithm from
     RUN_DIR/config.toml. Prints, per sender and per destination, messages and bytes by kind.
+    With --compare, several RUN_DIRs: what each algorithm shares, per agent per episode.
     """
+    if compare:
+        _compare(list(run_dirs), as_json)
+        return
+    if len(run_dirs) != 1:
+        raise click.UsageError("give one RUN_DIR (several only with --compare)")
+    run_dir = run_dirs[0]
     sources = discover(run_dir)
     if not sources:
         raise click.ClickException(f"no audit logs under {run_dir}")
@@ -115,6 +128,15 @@ def audit_main(run_dir: Path, verify: bool, as_json: bool, show: str | None, kin
             click.echo(f"\nverified: {len(sources)} logs, every chain, frame and payload OK")
     if damaged or (verify and not verified):
         raise SystemExit(1)
+
+
+def _compare(run_dirs: list[Path], as_json: bool) -> None:
+    """Print the per-algorithm comparison of the runs' agent traffic."""
+    try:
+        rows = compare([run_traffic(d) for d in run_dirs])
+    except ValueError as err:  # also a damaged log (LogFormatError)
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(comparison_json(rows), indent=2) if as_json else format_comparison(rows))
 
 
 @click.command(name="ss-keys")

@@ -1,0 +1,129 @@
+"""ss-plot: finding and grouping runs, every figure from tiny real runs, the approach share from audit logs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coordinator.experiment import parse_grid, run_grid
+from coordinator.plots import approach_share, find_runs, group_runs, plot_all, run_label
+from protocol.auditlog import AuditLog
+from protocol.codec import encode
+from protocol.config import RunConfig, write_toml
+from protocol.messages import Kind, Message
+from protocol.rundir import RunDir
+from tests.procs import script
+
+COMMON = {"episodes": 8, "batch": 4, "hidden": [16], "checkpoint_every": 1}
+
+
+@pytest.fixture(scope="module")
+def grid_root(tmp_path_factory) -> Path:
+    """Tiny sim runs: predation (2 agents) ss / rho0 / ippo x 2 seeds, navigation ss, and a comm_every study."""
+    root = tmp_path_factory.mktemp("plots")
+    run_grid(parse_grid({"out": str(root / "grid"), "algos": ["ss", {"name": "rho0", "algo": "ss", "rho": 0.0}, "ippo"],
+                         "envs": ["predation", "navigation"], "seeds": [0, 1], "common": COMMON,
+                         "env": {"predation": {"agents": 2}}}), progress=False)
+    run_grid(parse_grid({"out": str(root / "study"), "algos": ["ss", {"name": "ss-every2", "algo": "ss", "comm_every": 2}],
+                         "envs": ["predation"], "seeds": [0], "common": {**COMMON, "agents": 2}}), progress=False)
+    return root
+
+
+def test_runs_are_grouped_by_env_and_label(grid_root):
+    groups = group_runs(find_runs([grid_root / "grid"]))
+    assert sorted(groups) == [(env, label) for env in ("navigation", "predation") for label in ("ippo", "rho0", "ss")]
+    assert all(len(runs) == 2 for runs in groups.values())
+
+
+def test_labels_from_directory_names_and_config():
+    assert run_label(Path("runs/grid/predation/rho0/seed2"), {"algo": "ss"}) == "rho0"
+    assert run_label(Path("runs/predation2/ippo-s1"), {"algo": "ippo"}) == "ippo"
+    assert run_label(Path("runs/mine"), {"algo": "ss", "rho": 0.0}) == "ss rho=0"
+    assert run_label(Path("runs/mine"), {"algo": "ss", "rho": 10.0}) == "ss"
+
+
+def test_every_figure_is_written_or_skipped_with_a_reason(grid_root, tmp_path):
+    results = plot_all([grid_root / "grid"], tmp_path)
+    for name in ("1", "2", "3", "4", "5"):
+        assert [p.suffix for p in results[name]] == [".png", ".pdf"], (name, results[name])
+        assert all(p.stat().st_size > 1000 for p in results[name])
+    assert "partners or comm_every" in results["8"]  # no run differs in them
+
+    study = plot_all([grid_root / "study"], tmp_path / "study", only=("8", "3"))
+    assert set(study) == {"3", "8"} and study["8"][0].name == "fig8_partner_study.png"
+
+
+def test_figures_are_skipped_without_their_runs(grid_root, tmp_path):
+    results = plot_all([grid_root / "grid" / "navigation"], tmp_path)
+    assert isinstance(results["1"], list) and isinstance(results["2"], list)
+    assert "2-agent predation" in results["3"]
+    assert "rho = 0" in results["4"]
+
+
+def test_cli(grid_root, tmp_path):
+    result = subprocess.run([script("ss-plot"), str(grid_root / "grid"), "--out", str(tmp_path), "--figure", "1"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "fig1_training_curves.pdf").exists() and "Fig. 1:" in result.stdout
+    result = subprocess.run([script("ss-plot"), str(tmp_path), "--out", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "no run directories" in result.stderr
+
+
+# ---- the approach share, from hand-written audit logs whose answer is known -------------------------
+
+
+def _append(log: AuditLog, seq: int, msg: Message, dest: str) -> None:
+    log.append(dest=dest, endpoint="tcp://127.0.0.1:1", topic=None, kind=msg.kind.value, seq=seq,
+               round=msg.round, step=msg.step, frames=[encode(msg)])
+
+
+def test_approach_share_reads_obs_and_round0_suggestions(tmp_path):
+    """2 agents, B = 2 worlds, T = 2 steps, K = 3 rounds; agent 1's suggestions for agent 0."""
+    batch, steps, k = 2, 2, 3
+    rd = RunDir(tmp_path)
+    rd.make(2)
+    write_toml(RunConfig(env="predation", agents=2, batch=batch, episodes=4, iterations=k), rd.config)
+    # s^t[b] = [x_0 - x_tar, x_1 - x_tar] / 30; agent 0 approaches with +1 where x_0 <= x_tar
+    x0 = {0: np.array([[-0.1, 0.2], [0.3, 0.0]]), 1: np.array([[0.0, 0.5], [0.4, -0.2]])}  # update -> [t, b]
+    server = AuditLog(rd.process_audit("envserver"))
+    seq = 0
+    for update, xs in x0.items():
+        for t in range(steps):
+            obs = np.stack([xs[t], np.full(batch, 0.7)], axis=1).astype(np.float32)  # [B, N]
+            body = {"episode": update, "to": 1, "obs": obs, "truncated": False,
+                    "mask": np.ones((batch, 1), bool), "default_used": False}
+            _append(server, seq, Message(Kind.OBS, "r", 0, seq, body, step=t), "agent:1")
+            seq += 1
+    server.close()
+    # p(+1) for rows t*B + b; approach is +1, +1 (t=0) / -1, +1 (t=1) in update 0 and +1, -1 / -1, +1 in update 1
+    p_right = {0: [0.9, 0.2, 0.3, 0.6], 1: [0.1, 0.1, 0.2, 0.8]}  # approach > 0.5: 3 of 4, then 2 of 4
+    agent = AuditLog(rd.audit(1))
+    for update, p in p_right.items():
+        for r in range(k):  # rounds 1, 2 carry the opposite suggestions: only round 0 counts
+            probs = np.array(p, np.float32) if r == 0 else 1 - np.array(p, np.float32)
+            body = {"to": 0, "probs": np.stack([1 - probs, probs], axis=1)}
+            _append(agent, update * k + r, Message(Kind.SUGG, "r", 1, update * k + r, body, round=update * k + r), "agent:0")
+    agent.close()
+    from coordinator.plots import Run
+    from protocol.config import load_toml
+    episodes, share = approach_share(Run(tmp_path, "ss", load_toml(rd.config), []))
+    assert episodes.tolist() == [2.0, 4.0]
+    assert share.tolist() == [0.75, 0.5]
+
+
+@pytest.mark.timeout(120)
+def test_approach_share_of_a_real_cluster(tmp_path):
+    from tests.procs import Processes
+
+    with Processes(tmp_path / "logs") as procs:
+        proc = procs.start("cluster", script("ss-cluster"), "--env", "predation", "--agents", "2", "--episodes", "8",
+                           "--batch", "4", "--no-progress", "--out", str(tmp_path / "run"))
+        assert proc.wait(timeout=110) == 0, procs.log("cluster")
+        procs.adopt(tmp_path / "run" / "processes.json")
+    (run,) = find_runs([tmp_path / "run"])
+    episodes, share = approach_share(run)
+    assert episodes.tolist() == [4.0, 8.0]
+    assert ((share >= 0) & (share <= 1)).all()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from protocol.config import AUDIT_MODES
-from protocol.logsetup import configure_logging
+from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
 
@@ -52,10 +52,11 @@ def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, adve
     from agent.process import AgentOptions, run_agent
 
     configure_logging(verbose)
+    raise_on_sigterm()
     opts = AgentOptions(agent_id=agent_id, neighbors=parse_ids(neighbors), coordinator=coordinator,
                         bind=bind, advertise=advertise, out=Path(out), run_id=run_id, audit=audit)
     try:
         run_agent(opts)
-    except (RuntimeError, TimeoutError) as err:
+    except (RuntimeError, TimeoutError, Terminated) as err:
         click.echo(f"ss-agent {agent_id}: {err}", err=True)
         sys.exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 import zmq
@@ -22,8 +23,9 @@ class EnvLink:
     """Lockstep requests to the env server; every reply is validated against the world's spaces."""
 
     def __init__(self, ctx: zmq.Context, me: int, endpoint: str, outbox: Outbox, inbox: Inbox,
-                 spec: WorldSpec, n_neighbors: int):
+                 spec: WorldSpec, n_neighbors: int, while_waiting: Callable[[], None] = lambda: None):
         self.me = me
+        self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
         self.endpoint = endpoint
         self.outbox = outbox
         self.inbox = inbox
@@ -46,6 +48,7 @@ class EnvLink:
             raise EnvServerUnavailable(f"cannot reach the env server at {self.endpoint} within {deadline_s:.0f}s")
         self.outbox.send(self.sock, kind, body, dest="envserver", endpoint=self.endpoint, step=step)
         while (left := end - time.monotonic()) > 0:
+            self.while_waiting()
             if not self.sock.poll(int(min(left, 0.5) * 1000)):
                 continue
             msg = self.inbox.accept(self.sock.recv(), kinds={Kind.OBS}, src=ENVSERVER_ID, origin=self.endpoint)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 import numpy as np
 import zmq
@@ -31,7 +32,8 @@ class PeerLink:
     """Agent `me`'s pub/sub links to its neighbours."""
 
     def __init__(self, ctx: zmq.Context, me: int, pub: zmq.Socket, pub_endpoint: str,
-                 peers: dict[int, str], outbox: Outbox, inbox: Inbox, n_actions: int, kinds: RoundKinds):
+                 peers: dict[int, str], outbox: Outbox, inbox: Inbox, n_actions: int, kinds: RoundKinds,
+                 while_waiting: Callable[[], None] = lambda: None):
         self.me = me
         self.pub = pub
         self.pub_endpoint = pub_endpoint
@@ -41,6 +43,7 @@ class PeerLink:
         self.subs: dict[zmq.Socket, int] = {}
         self.poller = zmq.Poller()
         self.kinds = kinds  # every kind this algorithm may receive, over the whole run
+        self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
         for j, endpoint in sorted(peers.items()):
             sub = sockets.sub(ctx)
             for t in self.topics_from(j):
@@ -96,6 +99,7 @@ class PeerLink:
         wanted = {(j, k) for j, kinds in expect.items() for k in kinds}
         end = time.monotonic() + deadline_s
         while not wanted <= got.keys() and (left := end - time.monotonic()) > 0:
+            self.while_waiting()
             for sub, _ in self.poller.poll(int(min(left, 0.5) * 1000)):
                 self._receive(sub, round_id, got, rows)
         received: Received = {}

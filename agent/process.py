@@ -24,7 +24,8 @@ from protocol import sockets
 from protocol.audit import Outbox
 from protocol.auditlog import AuditLog
 from protocol.inbox import Inbox
-from protocol.rendezvous import CoordinatorLink, Directory
+from protocol.logsetup import Terminated
+from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
 from protocol.rundir import RunDir
 
 log = logging.getLogger("ss-agent")
@@ -78,15 +79,18 @@ class AgentProcess:
         self.coordinator.outbox = self.outbox
         learner = Learner(self.me, directory.spec, directory.neighbors, config)
         self.peers = PeerLink(self.ctx, self.me, self.pub, self.pub_endpoint, directory.peers,
-                              self.outbox, self.inbox, directory.spec.n_actions, learner.subscriptions())
+                              self.outbox, self.inbox, directory.spec.n_actions, learner.subscriptions(),
+                              self.coordinator.check_stop)
         self.peers.wait_subscribed(self.opts.register_deadline_s)
         self.env = EnvLink(self.ctx, self.me, directory.envserver, self.outbox, self.inbox, directory.spec,
-                           len(directory.neighbors))
+                           len(directory.neighbors), self.coordinator.check_stop)
         self.coordinator.ready_and_wait_start(self.opts.register_deadline_s)
         log.info("agent %d: START (%s, neighbours %s)", self.me, config.algo, list(directory.neighbors))
         try:
             self.train(learner, directory)
-        except Exception as err:
+        except RunStopped:
+            raise  # the coordinator knows: it told us
+        except (Exception, Terminated) as err:
             self.coordinator.stop(f"error: {err}")
             raise
         self.coordinator.stop("finished")

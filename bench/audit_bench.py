@@ -151,9 +151,9 @@ def main() -> None:
                 agent.mode = abba(update)
                 sim.rollout((update + 1) * config.batch)
                 sim.train()
+                taken = agent.take()
                 if update >= warmup:
-                    times[agent.mode].append(agent.take())
-                agent.take()
+                    times[agent.mode].append(taken)
             sizes = {mode: audit.path.stat().st_size / audit.count for mode, audit in logs.items()}
             messages = sum(audit.count for audit in logs.values()) // (warmup + args.updates)
         finally:

@@ -97,6 +97,8 @@ class Coordinator:
         elif msg.kind is Kind.STOP:
             member.stopped = msg.body["reason"]
             log.info("%s stopped: %s", name(msg.src), member.stopped)
+            if member.stopped != "finished" and self.started:
+                self.stop_everyone(f"{name(msg.src)} failed ({member.stopped})")
 
     def register(self, routing_id: bytes, src: int, body: dict) -> None:
         if src in self.members:
@@ -157,6 +159,17 @@ class Coordinator:
         self.outbox.send(self.sock, kind, body, dest="envserver" if src == ENVSERVER_ID else f"agent:{src}",
                          endpoint=self.endpoint,
                          routing_id=member.routing_id)
+
+    def stop_everyone(self, reason: str) -> None:
+        """Tell every process still running to stop, so nobody waits out a deadline for a dead peer."""
+        log.error("stopping the run: %s", reason)
+        for member in self.members.values():
+            if member.stopped is None:
+                member.stopped = f"stopped: {reason}"
+                try:
+                    self.send(member, Kind.STOP, {"reason": reason})
+                except zmq.ZMQError as err:  # its connection is gone already
+                    log.warning("could not send STOP: %s", err)
 
     def run(self, register_deadline_s: float = 600.0) -> int:
         """The whole lifecycle; returns a process exit code."""

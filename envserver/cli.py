@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from protocol.logsetup import configure_logging
+from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
 
@@ -32,8 +32,9 @@ def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: s
     from protocol.rundir import RunDir
 
     configure_logging(verbose)
+    raise_on_sigterm()
     try:
         serve(coordinator, bind, run_id, RunDir(out), advertise=advertise)
-    except (RuntimeError, TimeoutError) as err:
+    except (RuntimeError, TimeoutError, Terminated) as err:
         click.echo(f"ss-envserver: {err}", err=True)
         sys.exit(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 import numpy as np
 import zmq
@@ -22,7 +23,8 @@ from protocol.auditlog import AuditLog
 from protocol.csvlog import CsvLog
 from protocol.inbox import Inbox
 from protocol.messages import ENVSERVER_ID, Kind, Message
-from protocol.rendezvous import CoordinatorLink, Directory
+from protocol.logsetup import Terminated
+from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
 from protocol.rundir import RunDir
 from protocol.topology import project_mask, resolve_neighbors
 
@@ -33,7 +35,8 @@ class EnvServer:
     """The world, a bound ROUTER, and the routing table learnt from validated agent messages."""
 
     def __init__(self, ctx: zmq.Context, directory: Directory, run_id: str, sock: zmq.Socket,
-                 endpoint: str, outbox: Outbox, inbox: Inbox, run_dir: RunDir):
+                 endpoint: str, outbox: Outbox, inbox: Inbox, run_dir: RunDir,
+                 while_waiting: Callable[[], None] = lambda: None):
         self.config = directory.config
         self.neighbors = resolve_neighbors(directory.config, directory.spec)
         self.world = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed)
@@ -43,6 +46,7 @@ class EnvServer:
         self.outbox = outbox
         self.inbox = inbox
         self.run_dir = run_dir
+        self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
         self.routes: dict[int, bytes] = {}  # agent id -> routing id, fixed by its first valid message
         self.live = set(range(self.config.agents))
         self.pending: dict[int, Message] = {}  # early messages for the next request we wait for
@@ -55,6 +59,7 @@ class EnvServer:
         end = time.monotonic() + deadline_s
         waiting = lambda: [i for i in self.live if i not in got]  # noqa: E731
         while waiting() and (left := end - time.monotonic()) > 0:
+            self.while_waiting()
             if not self.sock.poll(int(min(left, 0.5) * 1000)):
                 continue
             routing_id, frame = self._recv()
@@ -169,12 +174,14 @@ def serve(coordinator: str, bind: str, run_id: str, out: RunDir, register_deadli
     link = CoordinatorLink(ctx, coordinator, "envserver", outbox, inbox)
     try:
         directory = link.register(advertise or endpoint, None, register_deadline_s)
-        server = EnvServer(ctx, directory, run_id, sock, endpoint, outbox, inbox, out)
+        server = EnvServer(ctx, directory, run_id, sock, endpoint, outbox, inbox, out, link.check_stop)
         link.ready_and_wait_start(register_deadline_s)
         log.info("START: serving %s to %d agents at %s", directory.config.env, directory.config.agents, endpoint)
         try:
             server.run()
-        except Exception as err:
+        except RunStopped:
+            raise  # the coordinator knows: it told us
+        except (Exception, Terminated) as err:
             link.stop(f"error: {err}")
             raise
         link.stop("finished")

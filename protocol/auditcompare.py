@@ -94,8 +94,9 @@ def format_comparison(rows: list[AlgoTraffic]) -> str:
                          "n/a" if r.ratio is None else f"{r.ratio:.3f}"] for r in rows]
     widths = [max(len(row[c]) for row in cells) for c in range(len(header))]
     lines = ["bytes sent per agent per episode (agents' audit logs; mean over runs)"]
-    lines += ["  " + "  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
-              for row in cells]
+    for row in cells:
+        lines.append("  " + "  ".join(cell.ljust(w) if c == 0 else cell.rjust(w)
+                                      for c, (cell, w) in enumerate(zip(row, widths))))
     if not any(r.algo == REFERENCE for r in rows):
         lines.append("no SS run given: no ratio to SS")
     return "\n".join(lines)

@@ -23,6 +23,10 @@ class CoordinatorUnavailable(RuntimeError):
     """The coordinator did not answer in time."""
 
 
+class RunStopped(RuntimeError):
+    """The coordinator stopped the run (another process failed)."""
+
+
 @dataclass(frozen=True)
 class Directory:
     """What the coordinator told this process: the run, its neighbours and where everyone is."""
@@ -91,6 +95,13 @@ class CoordinatorLink:
         """Report READY, then block until START (servicing `while_waiting` meanwhile)."""
         self.send(Kind.READY, {"role": self.role}, deadline_s)
         self.receive(Kind.START, deadline_s, while_waiting)
+
+    def check_stop(self) -> None:
+        """Raise RunStopped if the coordinator has broadcast STOP (never blocks; call it while waiting)."""
+        while self.sock.poll(0):
+            msg = self.inbox.accept(self.sock.recv(), kinds={Kind.STOP}, src=COORDINATOR_ID, origin=self.endpoint)
+            if msg is not None:
+                raise RunStopped(f"the coordinator stopped the run: {msg.body['reason']}")
 
     def stop(self, reason: str) -> None:
         """Tell the coordinator we are done (best effort: after START the run must not need it)."""

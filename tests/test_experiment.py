@@ -11,7 +11,7 @@ import pytest
 from coordinator.experiment import cells, load_grid, parse_grid, run_grid
 from coordinator.sim import Simulation
 from protocol.csvlog import read_rows
-from tests.procs import script
+from tests.procs import Processes, script
 
 TINY = """
 out = "{out}"
@@ -120,11 +120,13 @@ def test_grid_refuses_a_cell_holding_another_config(tmp_path):
 @pytest.mark.timeout(120)
 def test_cluster_runner_cell(tmp_path):
     grid_file = write_grid(tmp_path, runner="cluster", algos='["ippo"]', seeds="[0]")
-    result = subprocess.run([script("ss-experiment"), "--no-progress", str(grid_file)],
-                            capture_output=True, text=True, timeout=110)
-    assert result.returncode == 0, result.stderr
-    assert "predation/ippo/seed0" in result.stderr and "ran" in result.stderr
     cell_dir = tmp_path / "grid" / "predation" / "ippo" / "seed0"
+    with Processes(tmp_path / "logs") as procs:
+        proc = procs.start("experiment", script("ss-experiment"), "--no-progress", str(grid_file))
+        code = proc.wait(timeout=110)
+        procs.adopt(cell_dir / "processes.json")
+    assert code == 0, procs.log("experiment")
+    assert "predation/ippo/seed0                     ran" in procs.log("experiment")
     assert len(read_rows(cell_dir / "metrics.csv")) == 2 and (cell_dir / "processes.json").exists()
     (row,) = read_rows(tmp_path / "grid" / "results.csv")
     assert (row["algo"], row["episodes"]) == ("ippo", "8")

@@ -135,3 +135,23 @@ def test_junk_at_the_env_server_and_coordinator_changes_nothing(tmp_path: Path) 
     assert env_drops.get("invalid", 0) >= 4 and sum(env_drops.values()) >= 6, env_drops
     assert coord_drops.get("invalid", 0) >= 4 and sum(coord_drops.values()) >= 6, coord_drops
     assert "dropped a message" in procs.log("envserver")
+
+
+def test_a_failing_agent_stops_everyone_promptly(tmp_path: Path) -> None:
+    """SIGTERM one agent mid-run: it reports STOP, the coordinator stops everyone, nobody waits out a deadline."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "run"
+    common = ["--coordinator", endpoint, "--out", str(out)]
+    with Processes(tmp_path / "logs") as procs:
+        coord = procs.start("coordinator", script("ss-coordinator"), "--env", "predation", "--agents", "3",
+                            "--episodes", "100000", "--batch", "2", "--bind", endpoint, "--out", str(out))
+        env = procs.start("envserver", script("ss-envserver"), *common)
+        agents = [procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common) for i in range(3)]
+        wait_until(lambda: (out / "metrics.csv").exists() and
+                   len((out / "metrics.csv").read_text().splitlines()) > 2, 300, "the first updates")
+        agents[1].terminate()
+        for name, proc in [("coordinator", coord), ("envserver", env), ("agent-0", agents[0]),
+                           ("agent-2", agents[2])]:
+            assert proc.wait(timeout=25) != 0, name  # default deadlines are 30 s and more
+        assert "stopped the run: agent 1 failed" in procs.log("agent-0")
+        assert "terminated by signal" in procs.log("coordinator")

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from coordinator.experiment import parse_grid, run_grid
-from coordinator.plots import approach_share, find_runs, group_runs, plot_all, run_label
+from coordinator.plots import Run, approach_share, find_runs, group_runs, plot_all, run_label
 from protocol.auditlog import AuditLog
 from protocol.codec import encode
-from protocol.config import RunConfig, write_toml
+from protocol.config import RunConfig, load_toml, write_toml
 from protocol.messages import Kind, Message
 from protocol.rundir import RunDir
-from tests.procs import script
+from tests.procs import Processes, script
 
 COMMON = {"episodes": 8, "batch": 4, "hidden": [16], "checkpoint_every": 1}
 
@@ -27,8 +27,9 @@ def grid_root(tmp_path_factory) -> Path:
     run_grid(parse_grid({"out": str(root / "grid"), "algos": ["ss", {"name": "rho0", "algo": "ss", "rho": 0.0}, "ippo"],
                          "envs": ["predation", "navigation"], "seeds": [0, 1], "common": COMMON,
                          "env": {"predation": {"agents": 2}}}), progress=False)
-    run_grid(parse_grid({"out": str(root / "study"), "algos": ["ss", {"name": "ss-every2", "algo": "ss", "comm_every": 2}],
-                         "envs": ["predation"], "seeds": [0], "common": {**COMMON, "agents": 2}}), progress=False)
+    every2 = {"name": "ss-every2", "algo": "ss", "comm_every": 2}
+    run_grid(parse_grid({"out": str(root / "study"), "algos": ["ss", every2], "envs": ["predation"], "seeds": [0],
+                         "common": {**COMMON, "agents": 2}}), progress=False)
     return root
 
 
@@ -98,17 +99,16 @@ def test_approach_share_reads_obs_and_round0_suggestions(tmp_path):
             _append(server, seq, Message(Kind.OBS, "r", 0, seq, body, step=t), "agent:1")
             seq += 1
     server.close()
-    # p(+1) for rows t*B + b; approach is +1, +1 (t=0) / -1, +1 (t=1) in update 0 and +1, -1 / -1, +1 in update 1
-    p_right = {0: [0.9, 0.2, 0.3, 0.6], 1: [0.1, 0.1, 0.2, 0.8]}  # approach > 0.5: 3 of 4, then 2 of 4
+    # p(+1) for rows t*B + b; the approach action is 1, 0, 0, 1 in both updates
+    p_right = {0: [0.9, 0.2, 0.3, 0.4], 1: [0.1, 0.1, 0.7, 0.8]}  # p(approach) > 0.5: 3 of 4, then 2 of 4
     agent = AuditLog(rd.audit(1))
     for update, p in p_right.items():
         for r in range(k):  # rounds 1, 2 carry the opposite suggestions: only round 0 counts
             probs = np.array(p, np.float32) if r == 0 else 1 - np.array(p, np.float32)
             body = {"to": 0, "probs": np.stack([1 - probs, probs], axis=1)}
-            _append(agent, update * k + r, Message(Kind.SUGG, "r", 1, update * k + r, body, round=update * k + r), "agent:0")
+            round_id = update * k + r
+            _append(agent, round_id, Message(Kind.SUGG, "r", 1, round_id, body, round=round_id), "agent:0")
     agent.close()
-    from coordinator.plots import Run
-    from protocol.config import load_toml
     episodes, share = approach_share(Run(tmp_path, "ss", load_toml(rd.config), []))
     assert episodes.tolist() == [2.0, 4.0]
     assert share.tolist() == [0.75, 0.5]
@@ -116,8 +116,6 @@ def test_approach_share_reads_obs_and_round0_suggestions(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_approach_share_of_a_real_cluster(tmp_path):
-    from tests.procs import Processes
-
     with Processes(tmp_path / "logs") as procs:
         proc = procs.start("cluster", script("ss-cluster"), "--env", "predation", "--agents", "2", "--episodes", "8",
                            "--batch", "4", "--no-progress", "--out", str(tmp_path / "run"))

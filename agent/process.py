@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import zmq
 
+from agent.baselines import make_learner
 from agent.env_link import EnvLink
 from agent.learner import Learner
 from agent.peer_link import PeerLink
@@ -77,7 +78,7 @@ class AgentProcess:
         config = directory.config
         self.outbox = Outbox("agent", config.algo, self.opts.run_id, self.me, self.audit_log)
         self.coordinator.outbox = self.outbox
-        learner = Learner(self.me, directory.spec, directory.neighbors, config)
+        learner = make_learner(self.me, directory.spec, directory.neighbors, config)
         self.peers = PeerLink(self.ctx, self.me, self.pub, self.pub_endpoint, directory.peers,
                               self.outbox, self.inbox, directory.spec.n_actions, learner.subscriptions(),
                               self.coordinator.check_stop)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from agent.exchange import route_in_memory
-from agent.learner import Learner
+from agent.baselines import make_learner
 from agent.records import load_checkpoint, open_train_log, save_checkpoint
 from coordinator.progress import RunProgress
 from protocol.topology import project_mask, resolve_neighbors
@@ -33,7 +33,7 @@ class Simulation:
         self.world: World = make_world(config.env, config.agents, config.batch, config.seed)
         self.spec = self.world.spec
         self.neighbors = resolve_neighbors(config, self.spec)
-        self.learners = [Learner(i, self.spec, self.neighbors[i], config) for i in range(config.agents)]
+        self.learners = [make_learner(i, self.spec, self.neighbors[i], config) for i in range(config.agents)]
         self.start_update = 0
 
     def resume(self) -> int:

@@ -30,11 +30,15 @@ class SendPolicy:
 _PROCESS_CONTROL = frozenset({Kind.HELLO, Kind.READY, Kind.STOP, Kind.HEARTBEAT})
 _AGENT_BASE = frozenset({Kind.RESET, Kind.STEP}) | _PROCESS_CONTROL
 
-# Agents, by algorithm. A baseline adds one entry here (e.g. "vs": _AGENT_BASE | {ADV, ...}, with
-# private={Kind.ADV}) and becomes auditable.
+# Agents, by algorithm (DESIGN.md section 4): what each may send, and which kinds may carry private fields.
 AGENT_POLICIES: dict[str, SendPolicy] = {
     "ss": SendPolicy(_AGENT_BASE | {Kind.DIST, Kind.SUGG}),
     "ippo": SendPolicy(_AGENT_BASE),
+    "vs": SendPolicy(_AGENT_BASE | {Kind.ADV}, private=frozenset({Kind.ADV})),
+    "vps": SendPolicy(_AGENT_BASE | {Kind.CRITIC_PARAMS}, private=frozenset({Kind.CRITIC_PARAMS})),
+    # PS: its actions and behaviour in DIST (for the joint ratio), every policy copy in POLICY_PARAMS
+    "ps": SendPolicy(_AGENT_BASE | {Kind.DIST, Kind.POLICY_PARAMS}, private=frozenset({Kind.POLICY_PARAMS})),
+    "imr": SendPolicy(_AGENT_BASE),
 }
 
 # The other processes, by role; they send the same kinds whatever the algorithm.

@@ -15,7 +15,10 @@ from typing import Any
 
 import tomli_w
 
-ALGORITHMS = ("ss", "ippo")
+# ss: Suggestion Sharing; ippo: independent PPO; baselines (DESIGN.md section 4, agent/baselines/): vs value
+# sharing, vps value-function parameter sharing, ps policy parameter sharing, imr intrinsic moral rewards
+ALGORITHMS = ("ss", "ippo", "vs", "vps", "ps", "imr")
+NO_PARTNER_PROTOCOL = ("vs", "vps", "ps")  # consensus/averaging over all neighbours: --partners is SS's
 AUDIT_MODES = ("frames", "hashes")
 PRESETS = ("default", "paper")
 
@@ -72,6 +75,9 @@ class RunConfig:
     # neighbourhood protocols (paper A.4): m random partners per round (0 = all), exchange every k updates
     partners: int = 0
     comm_every: int = 1
+    # IMR (Tennant et al. 2023): learning reward r_i + imr_xi * 1[a_i is the env's kind action]. 0.1 is a
+    # tenth of a Cleanup/Harvest apple: a nudge that never makes abstaining worth more than eating.
+    imr_xi: float = 0.1
     # static graph override: agent id -> neighbour ids (empty = the environment's own topology)
     neighbors: dict[int, tuple[int, ...]] = field(default_factory=dict)
     # runtime
@@ -108,6 +114,10 @@ class RunConfig:
             raise ValueError(f"max_grad_norm must be >= 0 (0 = off), got {self.max_grad_norm}")
         if self.rho < 0:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
+        if not 0 <= self.imr_xi < float("inf"):
+            raise ValueError(f"imr_xi must be finite and >= 0, got {self.imr_xi}")
+        if self.partners and self.algo in NO_PARTNER_PROTOCOL:
+            raise ValueError(f"--partners (paper A.4) is SS's protocol; {self.algo} exchanges with every neighbour")
         for i, js in self.neighbors.items():
             for j in (i, *js):
                 if not 0 <= j < self.agents:

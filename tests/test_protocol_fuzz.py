@@ -24,15 +24,21 @@ def fast(examples: int) -> settings:
     return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+HANG_GUARD_S = 15.0
+
+
 def outcome(frame: bytes) -> Message | ProtocolError:
-    """Decode, insisting on the contract: a Message or a ProtocolError that is not a bug, in < 1 s."""
+    """Decode, insisting on the contract: a Message or a ProtocolError that is not a bug, and no hang.
+
+    The time bound is a hang guard, not a performance check: generous enough for a loaded 2-core CI
+    machine (deep-nesting frames take ~0.1 s on a quiet one), far below what a hang would take."""
     start = time.perf_counter()
     try:
         result: Message | ProtocolError = decode(frame)
     except ProtocolError as err:
         assert not err.reason.startswith("internal"), err.reason
         result = err
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < HANG_GUARD_S
     return result
 
 

@@ -77,3 +77,25 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.2) 
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(interval_s)
+
+
+def wait_for_updates(run_dir: Path, updates: int, timeout_s: float = 300) -> None:
+    """Wait until the run's metrics.csv holds at least `updates` rows."""
+    metrics = Path(run_dir) / "metrics.csv"
+    wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) > updates, timeout_s,
+               f"{updates} update(s) in {metrics}")
+
+
+def run_sim_and_cluster(tmp_path: Path, opts: list[str]) -> tuple[Path, Path, list[dict]]:
+    """ss-sim and ss-cluster with the same options; returns (sim dir, cluster dir, processes.json entries)."""
+    sim = subprocess.run([script("ss-sim"), *opts, "--out", str(tmp_path / "sim"), "--no-progress"],
+                 capture_output=True, text=True, timeout=300)
+    assert sim.returncode == 0, sim.stderr
+    with Processes(tmp_path / "launcher") as procs:
+        cluster = procs.start("cluster", script("ss-cluster"), *opts, "--out", str(tmp_path / "cl"), "--no-progress")
+        try:
+            code = cluster.wait(timeout=500)
+        finally:
+            listed = procs.adopt(tmp_path / "cl" / "processes.json")
+        assert code == 0, procs.log("cluster")
+    return tmp_path / "sim", tmp_path / "cl", listed

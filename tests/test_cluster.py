@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from coordinator.launcher import free_port
-from tests.procs import Processes, alive, script, wait_until
+from tests.procs import Processes, alive, run_sim_and_cluster, script, wait_for_updates, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -37,16 +37,7 @@ def _tensors(tree):
 def test_cluster_matches_sim_bit_for_bit(tmp_path: Path) -> None:
     """Same options and seed: identical metrics.csv, train.csv and final parameters, 8 distinct agent pids."""
     opts = ["--env", "predation", "--agents", "8", "--episodes", "32", "--batch", "16", "--seed", "1"]
-    sim = subprocess.run([script("ss-sim"), *opts, "--out", str(tmp_path / "sim"), "--no-progress"],
-                         capture_output=True, text=True, timeout=300)
-    assert sim.returncode == 0, sim.stderr
-    with Processes(tmp_path / "launcher") as procs:
-        cluster = procs.start("cluster", script("ss-cluster"), *opts, "--out", str(tmp_path / "cl"), "--no-progress")
-        try:
-            code = cluster.wait(timeout=500)
-        finally:
-            listed = procs.adopt(tmp_path / "cl" / "processes.json")
-        assert code == 0, procs.log("cluster")
+    _, _, listed = run_sim_and_cluster(tmp_path, opts)
     assert (tmp_path / "cl" / "metrics.csv").read_bytes() == (tmp_path / "sim" / "metrics.csv").read_bytes()
     agents = [p for p in listed if p["role"] == "agent"]
     assert sorted(p["id"] for p in agents) == list(range(8))
@@ -89,8 +80,7 @@ def test_a_failing_agent_stops_the_whole_cluster(tmp_path: Path) -> None:
     with Processes(tmp_path / "launcher") as procs:
         cluster = procs.start("cluster", script("ss-cluster"), "--env", "predation", "--agents", "3",
                               "--episodes", "100000", "--batch", "4", "--out", str(out), "--no-progress")
-        wait_until(lambda: (out / "metrics.csv").exists() and
-                   len((out / "metrics.csv").read_text().splitlines()) > 2, 300, "the first updates")
+        wait_for_updates(out, 2)
         listed = procs.adopt(out / "processes.json")
         victim = next(p for p in listed if p["role"] == "agent" and p["id"] == 1)
         subprocess.run(["kill", "-9", str(victim["pid"])], check=True)
@@ -111,8 +101,7 @@ def test_agents_exit_with_a_clear_error_when_the_env_server_dies(tmp_path: Path)
                     "--out", str(out))
         env = procs.start("envserver", script("ss-envserver"), *common)
         agents = [procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common) for i in range(2)]
-        wait_until(lambda: (out / "metrics.csv").exists() and
-                   len((out / "metrics.csv").read_text().splitlines()) > 1, 300, "the first update")
+        wait_for_updates(out, 1)
         env.kill()
         for i, agent in enumerate(agents):
             assert agent.wait(timeout=60) == 1
@@ -124,8 +113,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     with Processes(tmp_path / "launcher") as procs:
         cluster = procs.start("cluster", script("ss-cluster"), "--env", "predation", "--agents", "3",
                               "--episodes", "100000", "--batch", "4", "--out", str(out), "--no-progress")
-        wait_until(lambda: (out / "metrics.csv").exists() and
-                   len((out / "metrics.csv").read_text().splitlines()) > 1, 300, "the first update")
+        wait_for_updates(out, 1)
         listed = procs.adopt(out / "processes.json")
         cluster.send_signal(signal.SIGINT)
         assert cluster.wait(timeout=60) == 130

@@ -21,7 +21,7 @@ from protocol.audit import Outbox
 from protocol.inbox import Inbox
 from protocol.messages import Kind
 from protocol.topics import dist_topic, sugg_topic
-from tests.procs import Processes, script, wait_until
+from tests.procs import Processes, script, wait_for_updates, wait_until
 
 RUN = "run-test"
 ROWS, ACTIONS = 6, 2
@@ -147,8 +147,7 @@ def test_a_failing_agent_stops_everyone_promptly(tmp_path: Path) -> None:
                             "--episodes", "100000", "--batch", "2", "--bind", endpoint, "--out", str(out))
         env = procs.start("envserver", script("ss-envserver"), *common)
         agents = [procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common) for i in range(3)]
-        wait_until(lambda: (out / "metrics.csv").exists() and
-                   len((out / "metrics.csv").read_text().splitlines()) > 2, 300, "the first updates")
+        wait_for_updates(out, 2)
         agents[1].terminate()
         for name, proc in [("coordinator", coord), ("envserver", env), ("agent-0", agents[0]),
                            ("agent-2", agents[2])]:

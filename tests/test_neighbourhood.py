@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from agent.exchange import Outgoing
 from agent.neighbourhood import communicates, partners
 from coordinator.sim import Simulation
 from protocol.config import resolve
-from tests.procs import Processes, script
+from tests.procs import run_sim_and_cluster
 
 
 def test_partners_are_m_distinct_neighbours_drawn_reproducibly() -> None:
@@ -53,15 +52,7 @@ def test_learners_exchange_only_with_partners_and_skip_silent_updates(tmp_path: 
 def test_cluster_matches_sim_with_partners_and_comm_every(tmp_path: Path) -> None:
     opts = ["--env", "predation", "--agents", "3", "--episodes", "8", "--batch", "2", "--seed", "4",
             "--partners", "1", "--comm-every", "2"]
-    sim = subprocess.run([script("ss-sim"), *opts, "--out", str(tmp_path / "sim"), "--no-progress"],
-                         capture_output=True, text=True, timeout=300)
-    assert sim.returncode == 0, sim.stderr
-    with Processes(tmp_path / "launcher") as procs:
-        cluster = procs.start("cluster", script("ss-cluster"), *opts, "--out", str(tmp_path / "cl"), "--no-progress")
-        try:
-            assert cluster.wait(timeout=500) == 0, procs.log("cluster")
-        finally:
-            procs.adopt(tmp_path / "cl" / "processes.json")
+    run_sim_and_cluster(tmp_path, opts)
     for name in ("metrics.csv", "agents/0/train.csv", "agents/2/train.csv"):
         assert (tmp_path / "cl" / name).read_bytes() == (tmp_path / "sim" / name).read_bytes(), name
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "cl/agents/1/audit.log").read_text().splitlines()]

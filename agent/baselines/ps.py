@@ -100,7 +100,7 @@ class PSLearner(PPOLearner):
         return Outgoing(broadcast={
             Kind.DIST: {"probs": probs, "actions": u.actions.numpy().copy(),
                         "behaviour": u.behaviour.numpy().copy()},
-            Kind.POLICY_PARAMS: {"owner": self.agent_id, "params": flat(self.copies).numpy().copy()},
+            Kind.POLICY_PARAMS: {"owner": self.agent_id, "params": flat(self.copies).numpy()},
         })
 
     def _factors(self, k: int, received: Received) -> list[JointFactor]:

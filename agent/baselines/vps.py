@@ -25,8 +25,9 @@ class VPSLearner(PPOLearner):
 
     def build_nets(self) -> None:
         """V_i replaced by the run's shared initial critic (pi_ii stays agent i's own, as in IPPO)."""
+        seed = np.random.SeedSequence([self.config.seed, SHARED_CRITIC_STREAM]).generate_state(1)[0]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(np.random.SeedSequence([self.config.seed, SHARED_CRITIC_STREAM]).generate_state(1)[0]))
+            torch.manual_seed(int(seed))
             self.critic = ValueNet(self.spec.obs_shape, self.config.hidden)
 
     def _exchanges(self) -> bool:
@@ -44,7 +45,7 @@ class VPSLearner(PPOLearner):
         """Every round: our critic's parameters, as the previous critic step left them."""
         if not self._exchanges():
             return Outgoing()
-        return Outgoing(broadcast={Kind.CRITIC_PARAMS: {"params": flat(self.critic).numpy().copy()}})
+        return Outgoing(broadcast={Kind.CRITIC_PARAMS: {"params": flat(self.critic).numpy()}})
 
     def update_step(self, k: int, received: Received) -> None:
         """Consensus of the critic with the neighbours present, then one Adam step on PPO + critic loss."""

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.sim import run_sim
 from protocol.audit import AGENT_POLICIES
-from protocol.config import load_toml, resolve
-from tests.procs import Processes, script
+from tests.procs import run_sim_and_cluster, script
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -27,21 +25,12 @@ IPPO_KINDS = {k.value for k in AGENT_POLICIES["ippo"].kinds}
 def test_baseline_cluster_matches_sim_and_audits_to_its_kinds(tmp_path: Path, algo: str, env: str) -> None:
     small = tmp_path / "small.toml"
     small.write_text("hidden = [16]\n")
-    opts = {"env": env, "agents": AGENTS, "episodes": 4, "batch": 2, "seed": 3, "algo": algo}
-    run_sim(resolve(load_toml(small), opts), tmp_path / "sim", progress=False, resume=False)
-    out = tmp_path / "cluster"
-    argv = [a for name, value in opts.items() for a in (f"--{name}", str(value))]
-    with Processes(tmp_path / "launcher") as procs:
-        cluster = procs.start("cluster", script("ss-cluster"), *argv, "--config", str(small), "--out", str(out),
-                              "--no-progress")
-        try:
-            assert cluster.wait(timeout=240) == 0, procs.log("cluster")
-        finally:
-            procs.adopt(out / "processes.json")
-
-    assert (out / "metrics.csv").read_bytes() == (tmp_path / "sim/metrics.csv").read_bytes()
+    opts = ["--env", env, "--agents", str(AGENTS), "--episodes", "4", "--batch", "2", "--seed", "3", "--algo", algo,
+            "--config", str(small)]
+    sim, out, _ = run_sim_and_cluster(tmp_path, opts)
+    assert (out / "metrics.csv").read_bytes() == (sim / "metrics.csv").read_bytes()
     for i in range(AGENTS):
-        assert (out / f"agents/{i}/train.csv").read_bytes() == (tmp_path / f"sim/agents/{i}/train.csv").read_bytes()
+        assert (out / f"agents/{i}/train.csv").read_bytes() == (sim / f"agents/{i}/train.csv").read_bytes()
 
     audit = subprocess.run([script("ss-audit"), str(out), "--verify", "--json"], capture_output=True, text=True,
                            timeout=60)

@@ -15,7 +15,7 @@ declare -A flags=([ss]="" [rho0]="--rho 0" [ippo]="--algo ippo")
 mkdir -p "$out"
 for seed in ${SEEDS:-0 1 2}; do
   for variant in ${VARIANTS:-ss rho0 ippo}; do
-    echo "$variant-s$seed --seed $seed ${flags[$variant]}"
+    echo "$variant-s$seed --seed $seed${flags[$variant]:+ ${flags[$variant]}}"  # no trailing blank: xargs -L joins lines on it
   done
 done | xargs -P "$parallel" -L 1 sh -c \
   "\"$bin/ss-sim\" --env predation --agents $agents --episodes $episodes --batch 16 --no-progress --out \"$out/\$0\" \"\$@\" > \"$out/\$0.log\" 2>&1"

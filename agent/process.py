@@ -18,7 +18,7 @@ import zmq
 
 from agent.baselines import make_learner
 from agent.env_link import EnvLink
-from agent.learner import Learner
+from agent.ppo import PPOLearner
 from agent.peer_link import PeerLink
 from agent.records import open_train_log, save_checkpoint
 from protocol import sockets
@@ -48,7 +48,7 @@ class AgentOptions:
 
 
 class AgentProcess:
-    """Owns the sockets of one agent; the learning itself is the socket-free `Learner`."""
+    """Owns the sockets of one agent; the learning itself is the socket-free learner (`agent/ppo.py`, `agent/learner.py`, `agent/baselines/`)."""
 
     def __init__(self, opts: AgentOptions):
         self.opts = opts
@@ -96,7 +96,7 @@ class AgentProcess:
             raise
         self.coordinator.stop("finished")
 
-    def train(self, learner: Learner, directory: Directory) -> None:
+    def train(self, learner: PPOLearner, directory: Directory) -> None:
         config, spec = directory.config, directory.spec
         rows = spec.horizon * spec.batch
         train_log = open_train_log(self.run_dir.train(self.me), None)
@@ -115,7 +115,7 @@ class AgentProcess:
         finally:
             train_log.close()
 
-    def rollout(self, learner: Learner, update: int, step_deadline: float, reset_deadline: float,
+    def rollout(self, learner: PPOLearner, update: int, step_deadline: float, reset_deadline: float,
                 horizon: int) -> None:
         """One episode batch in lockstep with the env server: act on our own observations only."""
         reply = self.env.reset(update, reset_deadline)

@@ -34,7 +34,9 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                   help="Parallel worlds per update (episodes per update). [default: 16]")
     @click.option("--seed", type=int, default=None, help="Run seed: same seed, same numbers. [default: 0]")
     @click.option("--algo", type=click.Choice(ALGORITHMS), default=None,
-                  help="ss = Suggestion Sharing; ippo = independent PPO (no exchange). [default: ss]")
+                  help="ss = Suggestion Sharing; ippo = independent PPO (shares nothing); vs = value "
+                       "(advantage) sharing; vps = critic-parameter consensus; ps = policy-parameter "
+                       "consensus; imr = intrinsic moral reward (shares nothing). [default: ss]")
     @click.option("--rho", type=float, default=None,
                   help="SS penalty coefficient; 0 is the paper's ablation. [default: per env]")
     @click.option("--partners", type=int, default=None, metavar="M",

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from agent.learner import Learner
+from agent.baselines import make_learner
+from agent.ppo import PPOLearner
 from agent.records import load_checkpoint
 from envserver.worlds import World, WorldSpec, make_world
 from protocol.config import RunConfig, load_toml
@@ -37,20 +38,20 @@ def with_time_bar(frame: np.ndarray, t: int, horizon: int) -> np.ndarray:
 
 
 def load_learners(run_dir: RunDir, config: RunConfig, spec: WorldSpec,
-                  neighbors: dict[int, tuple[int, ...]]) -> list[Learner]:
+                  neighbors: dict[int, tuple[int, ...]]) -> list[PPOLearner]:
     """Every agent's learner for a world with this spec, restored from its checkpoint."""
     learners = []
     for i in range(config.agents):
         state = load_checkpoint(run_dir.checkpoint(i))
         if state is None:
             raise FileNotFoundError(f"{run_dir.checkpoint(i)}: no checkpoint; train the run first")
-        learner = Learner(i, spec, neighbors[i], config)
+        learner = make_learner(i, spec, neighbors[i], config)
         learner.load_state_dict(state["learner"])
         learners.append(learner)
     return learners
 
 
-def play_episode(world: World, learners: list[Learner],
+def play_episode(world: World, learners: list[PPOLearner],
                  neighbors: dict[int, tuple[int, ...]]) -> list[np.ndarray]:
     """One episode in copy 0, every agent acting with its policy; returns the T + 1 frames."""
     spec = world.spec

@@ -1,5 +1,6 @@
 """Runtime overhead: `ss-cluster` (one OS process per agent) against `ss-sim` (one process), and the
-cluster's lockstep latency against a raw pyzmq DEALER/ROUTER round trip. Predation, 8 agents, batch 16.
+cluster's lockstep latency against two raw pyzmq baselines: one DEALER/ROUTER round trip, and a raw
+lockstep with one client process per agent (no codec, no audit, no learner). Predation, 8 agents, batch 16.
 
     python bench/runtime_bench.py [--updates 30] [--quick]
 
@@ -16,6 +17,7 @@ import argparse
 import multiprocessing
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import torch
@@ -24,7 +26,8 @@ import zmq
 from _timing import explain, median, predation, result, time_update
 from coordinator.launcher import free_port, run_cluster
 from coordinator.sim import Simulation
-from protocol.auditlog import Record, iter_records
+from protocol.auditlog import AuditLog, Record, iter_records
+from protocol.codec import decode, encode
 from protocol.config import RunConfig
 from protocol.rundir import RunDir
 
@@ -73,6 +76,31 @@ def lockstep_latencies(batches: list[Batch]) -> list[float]:
 def payload_bytes(log: Path, kind: str) -> int:
     """Median wire size of one message of `kind` in an audit log."""
     return int(median(sum(r.lengths) for r in records(log) if r.kind == kind))
+
+
+def last_record(log: Path, kind: str) -> Record:
+    """The last record of `kind` in an audit log (its frames are a real message of the run)."""
+    return [r for r in records(log) if r.kind == kind][-1]
+
+
+# ---- codec + audit cost per message, on real frames of the run ---------------------------------------
+
+
+def per_call_s(fn, number: int = 2000, repeat: int = 5) -> float:
+    """Best of `repeat` runs, seconds per call."""
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
+
+
+def message_costs(record: Record, log_dir: Path) -> tuple[float, float]:
+    """(sender's encode + audit append, receiver's decode) seconds for the message of `record`."""
+    frame = record.frames[-1]
+    msg = decode(frame)
+    with AuditLog(log_dir / f"{record.kind}.log") as log:
+        append = lambda: log.append(dest=record.dest, endpoint=record.endpoint, topic=None,  # noqa: E731
+                                    kind=record.kind, seq=record.seq, round=record.round, step=record.step,
+                                    frames=record.frames)
+        send = per_call_s(lambda: encode(msg)) + per_call_s(append)
+    return send, per_call_s(lambda: decode(frame))
 
 
 # ---- the raw pyzmq baseline ------------------------------------------------------------------------
@@ -128,6 +156,76 @@ def raw_round_trips(request_bytes: int, reply_bytes: int, count: int, warmup: in
     return times
 
 
+def lockstep_server(endpoint: str, clients: int, reply_bytes: int, steps: int, out) -> None:
+    """Child process: per step, wait for one request from every client, then reply to each.
+
+    Sends back (via `out`) the gap from the last reply of step t to the first reply of step t+1, the same
+    span as the cluster's lockstep latency. Gives up after 10 s without a request."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    sock.bind(endpoint)
+    reply = b"o" * reply_bytes
+    gaps: list[float] = []
+    last = None
+    try:
+        for _ in range(steps):
+            routes = [sock.recv_multipart()[0] for _ in range(clients)]
+            first = time.perf_counter()
+            if last is not None:
+                gaps.append(first - last)
+            for routing_id in routes:
+                last = time.perf_counter()
+                sock.send_multipart([routing_id, reply])
+    except zmq.Again:
+        pass
+    finally:
+        out.send(gaps)
+        sock.close()
+        ctx.term()
+
+
+def lockstep_client(endpoint: str, request_bytes: int, steps: int) -> None:
+    """Child process: `steps` times, send a request and wait for the reply (an agent's STEP -> OBS)."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    sock.connect(endpoint)
+    request = b"s" * request_bytes
+    try:
+        for _ in range(steps):
+            sock.send(request)
+            sock.recv()
+    except zmq.Again:
+        pass
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def raw_lockstep(clients: int, request_bytes: int, reply_bytes: int, count: int, warmup: int = 200) -> list[float]:
+    """Seconds per raw lockstep step: `clients` DEALER processes and one ROUTER process, bare frames."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    spawn = multiprocessing.get_context("spawn")
+    receive, send = spawn.Pipe(duplex=False)
+    steps = warmup + count
+    procs = [spawn.Process(target=lockstep_server, args=(endpoint, clients, reply_bytes, steps, send))]
+    procs += [spawn.Process(target=lockstep_client, args=(endpoint, request_bytes, steps)) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    try:
+        gaps = receive.recv() if receive.poll(600) else []
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return gaps[warmup - 1:]  # the first gap follows step 0
+
+
 # ---- the bench -------------------------------------------------------------------------------------
 
 
@@ -168,9 +266,12 @@ def main() -> None:
         batches = obs_batches(rd.process_audit("envserver"))
         step_bytes = payload_bytes(rd.audit(0), "STEP")
         obs_bytes = payload_bytes(rd.process_audit("envserver"), "OBS")
+        step_send, step_recv = message_costs(last_record(rd.audit(0), "STEP"), Path(tmp))
+        obs_send, obs_recv = message_costs(last_record(rd.process_audit("envserver"), "OBS"), Path(tmp))
     cluster_times = update_intervals(batches)[1:]  # drop the warm-up update
     lockstep = lockstep_latencies(batches)
     raw = raw_round_trips(step_bytes, obs_bytes, args.round_trips)
+    raw_steps = raw_lockstep(args.agents, step_bytes, obs_bytes, args.round_trips // 10)
 
     explain(f"predation, {args.agents} agents, batch {args.batch}, algo {config.algo}, audit {config.audit}, "
             f"K={config.iterations}; {timed} timed updates each (median), start-up excluded")
@@ -189,6 +290,20 @@ def main() -> None:
     result("lockstep_step_ms", median(lockstep) * 1e3, "ms", f"median of {len(lockstep)} steps")
     result("raw_round_trip_ms", median(raw) * 1e3, "ms", f"median of {len(raw)} round trips")
     result("lockstep_over_raw", median(lockstep) / median(raw), "x", "target <= 3")
+    explain(f"raw lockstep = the same pattern with {args.agents} client processes and one server process:")
+    explain(f"  each client sends {step_bytes} B, the server waits for all, replies {obs_bytes} B to each;")
+    explain("  no codec, no audit, no learner; same span (server's last reply of t -> first reply of t+1)")
+    result("raw_lockstep_step_ms", median(raw_steps) * 1e3, "ms", f"median of {len(raw_steps)} steps")
+    result("lockstep_over_raw_lockstep", median(lockstep) / median(raw_steps), "x",
+           "our overhead on top of the process count and message pattern")
+    explain("codec + audit per step, from microbenchmarks on a real STEP and OBS of the run: per agent,")
+    explain("  encode + audit-append of a STEP and decode of an OBS; at the env server, decode of every STEP and")
+    explain("  encode + audit-append of every OBS (serial in one process, so on the critical path)")
+    env_s = args.agents * (step_recv + obs_send)
+    all_s = env_s + args.agents * (step_send + obs_recv)
+    result("codec_audit_envserver_ms", env_s * 1e3, "ms", f"env server, per step ({args.agents} STEP in, OBS out)")
+    result("codec_audit_all_ms", all_s * 1e3, "ms", "all processes, per step (CPU time, shared by 2 cores here)")
+    result("codec_audit_share", env_s / median(lockstep), "x", "env server's codec + audit / lockstep step")
     result("sim_step_ms", median(total - train for total, train in sim_times) / sim.spec.horizon * 1e3, "ms",
            f"for scale: ss-sim's work per step (all {args.agents} agents act, world steps), no messaging")
 

@@ -3,13 +3,15 @@
 A frame is one msgpack map `{"v", "kind", "run", "src", "seq", "round"|"step", "body"}`. Arrays in
 the body travel as `{"dtype", "shape", "data"}` with raw little-endian bytes; never pickle. `decode`
 accepts any bytes and either returns a valid `Message` or raises `ProtocolError`, nothing else.
-Value checks are vectorised numpy reductions (one pass each), so validation stays cheap.
+Value checks are vectorised numpy reductions (one pass each), so validation stays cheap; the
+schema tables are compiled once into per-kind plans so the per-message path does no table walking.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import msgpack
@@ -28,6 +30,7 @@ from protocol.messages import (
     Int,
     Kind,
     Message,
+    Schema,
     Spec,
     Str,
     Tree,
@@ -65,13 +68,12 @@ class ProtocolError(ValueError):
 
 def encode(msg: Message, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Validate `msg` against its schema, then pack it into one frame."""
-    validate(msg, limits)
+    plan = _validate(msg, limits)
     envelope: dict[str, Any] = {
-        "v": PROTOCOL_VERSION, "kind": msg.kind.value, "run": msg.run, "src": msg.src, "seq": msg.seq,
+        "v": PROTOCOL_VERSION, "kind": plan.name, "run": msg.run, "src": msg.src, "seq": msg.seq,
     }
-    counter = COUNTER[msg.kind]
-    if counter is not None:
-        envelope[counter] = getattr(msg, counter)
+    if plan.counter is not None:
+        envelope[plan.counter] = getattr(msg, plan.counter)
     envelope["body"] = {
         name: _array_to_wire(value) if isinstance(value, np.ndarray) else value
         for name, value in msg.body.items()
@@ -108,20 +110,26 @@ def decode(frame: bytes, *, run: str | None = None, limits: Limits = DEFAULT_LIM
 
 def validate(msg: Message, limits: Limits = DEFAULT_LIMITS) -> None:
     """Raise ProtocolError unless `msg` obeys the envelope rules and its kind's schema."""
+    _validate(msg, limits)
+
+
+def _validate(msg: Message, limits: Limits) -> _Plan:
+    """`validate`, returning the plan of the message's kind for `encode`."""
     kind = msg.kind
     if not isinstance(kind, Kind):
         raise ProtocolError(f"unknown kind {_short(kind)}")
-    _check_str("run", _ANY_STR, msg.run, limits)
-    _check_int("src", _SRC, msg.src, limits)
-    _check_int("seq", _COUNT, msg.seq, limits)
-    counter = COUNTER[kind]
-    for name in ("round", "step"):
+    plan = _PLANS[kind]
+    _check_str(_ANY_STR, "run", msg.run, limits)
+    _check_int(_SRC, "src", msg.src, limits)
+    _check_int(_COUNT, "seq", msg.seq, limits)
+    for name, where in (("round", plan.round_where), ("step", plan.step_where)):
         value = getattr(msg, name)
-        if name == counter:
-            _check_int(f"{kind.value} {name}", _COUNT, value, limits)
+        if name == plan.counter:
+            _check_int(_COUNT, where, value, limits)
         elif value is not None:
-            raise ProtocolError(f"{kind.value} carries no {name} counter, got {_short(value)}")
-    _check_body(kind, msg.body, limits)
+            raise ProtocolError(f"{plan.name} carries no {name} counter, got {_short(value)}")
+    _check_body(plan, msg.body, limits)
+    return plan
 
 
 # ---- envelope ----------------------------------------------------------------------------------
@@ -132,9 +140,7 @@ _SRC = Int(min=MIN_SENDER_ID)
 _COUNT = Int(min=0)
 _KINDS = {k.value: k for k in Kind}
 _BASE_KEYS = frozenset({"v", "kind", "run", "src", "seq", "body"})
-_ENVELOPE_KEYS = {k: _BASE_KEYS | ({c} if (c := COUNTER[k]) else set()) for k in Kind}
 _ARRAY_KEYS = frozenset({"dtype", "shape", "data"})
-_PATHS = {k: {name: f"{k.value}.{name}" for name in SCHEMAS[k].fields} for k in Kind}  # for reasons
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -151,22 +157,21 @@ def _from_wire(wire: Any, run: str | None, limits: Limits) -> Message:
     kind = _KINDS.get(name) if type(name) is str else None
     if kind is None:
         raise ProtocolError(f"unknown kind {_short(name)}")
-    expected = _ENVELOPE_KEYS[kind]
-    if wire.keys() != expected:
-        missing, extra = _names(expected - wire.keys()), _names(wire.keys() - expected)
-        raise ProtocolError(f"{kind.value} envelope: missing {missing}, unexpected {extra}")
+    plan = _PLANS[kind]
+    if wire.keys() != plan.envelope:
+        missing, extra = _names(plan.envelope - wire.keys()), _names(wire.keys() - plan.envelope)
+        raise ProtocolError(f"{plan.name} envelope: missing {missing}, unexpected {extra}")
     body = wire["body"]
     if type(body) is not dict:
-        raise ProtocolError(f"{kind.value} body must be a map, got {type(body).__name__}")
-    fields = SCHEMAS[kind].fields
+        raise ProtocolError(f"{plan.name} body must be a map, got {type(body).__name__}")
+    arrays = plan.arrays
     body = {
-        name: _array_from_wire(_PATHS[kind][name], value, limits)
-        if isinstance(fields.get(name), Array) else value
+        name: _array_from_wire(arrays[name], value, limits) if name in arrays else value
         for name, value in body.items()
     }
     msg = Message(kind, wire["run"], wire["src"], wire["seq"], body,
                   round=wire.get("round"), step=wire.get("step"))
-    validate(msg, limits)
+    _validate(msg, limits)
     if run is not None and msg.run != run:
         raise ProtocolError(f"run id {_short(msg.run)} does not match this run {run!r}")
     return msg
@@ -183,32 +188,63 @@ def _blame(err: ProtocolError, wire: Any) -> ProtocolError:
 
 # ---- body --------------------------------------------------------------------------------------
 
+FieldCheck = Callable[[str, Any, Limits], None]  # (where, value, limits); raises ProtocolError
 
-def _check_body(kind: Kind, body: Any, limits: Limits) -> None:
+
+@dataclass(frozen=True)
+class _Plan:
+    """One kind's schema compiled for the per-message path: names, paths and checkers looked up once."""
+
+    name: str  # the kind's wire name
+    counter: str | None
+    round_where: str  # "DIST round": where a bad counter is reported
+    step_where: str
+    envelope: frozenset[str]
+    names: frozenset[str]  # every body field
+    fields: tuple[tuple[str, str, bool, FieldCheck], ...]  # (name, "KIND.name", required, check), schema order
+    arrays: dict[str, str]  # array field -> "KIND.name"
+    schema: Schema
+
+
+def _compile(kind: Kind) -> _Plan:
+    schema, counter = SCHEMAS[kind], COUNTER[kind]
+    paths = {name: f"{kind.value}.{name}" for name in schema.fields}
+    checks = {name: partial(_CHECKERS[type(spec)], spec) if not isinstance(spec, Array)
+              else partial(_check_array, _ArrayRule.of(spec)) for name, spec in schema.fields.items()}
+    return _Plan(
+        name=kind.value, counter=counter, round_where=f"{kind.value} round", step_where=f"{kind.value} step",
+        envelope=_BASE_KEYS | ({counter} if counter else set()),
+        names=frozenset(schema.fields),
+        fields=tuple((name, paths[name], spec.required, checks[name]) for name, spec in schema.fields.items()),
+        arrays={name: paths[name] for name, spec in schema.fields.items() if isinstance(spec, Array)},
+        schema=schema,
+    )
+
+
+def _check_body(plan: _Plan, body: Any, limits: Limits) -> None:
     if type(body) is not dict:
-        raise ProtocolError(f"{kind.value} body must be a dict, got {type(body).__name__}")
-    schema = SCHEMAS[kind]
-    unknown = body.keys() - schema.fields.keys()
-    if unknown:
-        raise ProtocolError(f"{kind.value}: unknown field(s) {_names(unknown)}")
-    for name, spec in schema.fields.items():
+        raise ProtocolError(f"{plan.name} body must be a dict, got {type(body).__name__}")
+    if not body.keys() <= plan.names:
+        raise ProtocolError(f"{plan.name}: unknown field(s) {_names(body.keys() - plan.names)}")
+    for name, where, required, check in plan.fields:
         if name in body:
-            _CHECKERS[type(spec)](_PATHS[kind][name], spec, body[name], limits)
-        elif spec.required:
-            raise ProtocolError(f"{kind.value}: missing required field {name!r}")
+            check(where, body[name], limits)
+        elif required:
+            raise ProtocolError(f"{plan.name}: missing required field {name!r}")
+    schema = plan.schema
     for group in schema.together:
         present = [name in body for name in group]
         if any(present) and not all(present):
-            raise ProtocolError(f"{kind.value}: fields {list(group)} must come together or not at all")
+            raise ProtocolError(f"{plan.name}: fields {list(group)} must come together or not at all")
     for a, b in schema.same_rows:
         if a in body and b in body and body[a].shape[0] != body[b].shape[0]:
-            raise ProtocolError(f"{kind.value}.{a}: {body[a].shape[0]} rows but {b} has {body[b].shape[0]}")
+            raise ProtocolError(f"{plan.name}.{a}: {body[a].shape[0]} rows but {b} has {body[b].shape[0]}")
     for a, b in schema.index_into:
         if a in body and b in body:
-            _check_indices(f"{kind.value}.{a}", body[a], body[b].shape[1])
+            _check_indices(f"{plan.name}.{a}", body[a], body[b].shape[1])
 
 
-def _check_int(where: str, spec: Int, value: Any, limits: Limits) -> None:
+def _check_int(spec: Int, where: str, value: Any, limits: Limits) -> None:
     if type(value) is not int:  # bool is a subclass of int: excluded on purpose
         raise ProtocolError(f"{where}: expected int, got {type(value).__name__}")
     low = INT64_MIN if spec.min is None else spec.min
@@ -216,12 +252,12 @@ def _check_int(where: str, spec: Int, value: Any, limits: Limits) -> None:
         raise ProtocolError(f"{where}: {value} outside [{low}, {INT64_MAX}]")
 
 
-def _check_bool(where: str, spec: Bool, value: Any, limits: Limits) -> None:
+def _check_bool(spec: Bool, where: str, value: Any, limits: Limits) -> None:
     if type(value) is not bool:
         raise ProtocolError(f"{where}: expected bool, got {type(value).__name__}")
 
 
-def _check_str(where: str, spec: Str, value: Any, limits: Limits) -> None:
+def _check_str(spec: Str, where: str, value: Any, limits: Limits) -> None:
     if type(value) is not str:
         raise ProtocolError(f"{where}: expected str, got {type(value).__name__}")
     if len(value) > limits.max_str_len:
@@ -230,7 +266,7 @@ def _check_str(where: str, spec: Str, value: Any, limits: Limits) -> None:
         raise ProtocolError(f"{where}: {_short(value)} not one of {sorted(spec.choices)}")
 
 
-def _check_id_list(where: str, spec: IdList, value: Any, limits: Limits) -> None:
+def _check_id_list(spec: IdList, where: str, value: Any, limits: Limits) -> None:
     if type(value) is not list:
         raise ProtocolError(f"{where}: expected list of agent ids, got {type(value).__name__}")
     if len(value) > limits.max_list_len:
@@ -240,7 +276,7 @@ def _check_id_list(where: str, spec: IdList, value: Any, limits: Limits) -> None
             raise ProtocolError(f"{where}[{i}]: agent id must be an int >= 0, got {_short(item)}")
 
 
-def _check_id_map(where: str, spec: IdMap, value: Any, limits: Limits) -> None:
+def _check_id_map(spec: IdMap, where: str, value: Any, limits: Limits) -> None:
     if type(value) is not dict:
         raise ProtocolError(f"{where}: expected map agent id -> str, got {type(value).__name__}")
     if len(value) > limits.max_map_len:
@@ -248,10 +284,10 @@ def _check_id_map(where: str, spec: IdMap, value: Any, limits: Limits) -> None:
     for key, item in value.items():
         if type(key) is not str or not (key.isascii() and key.isdigit() and str(int(key)) == key):
             raise ProtocolError(f"{where}: key {_short(key)} is not a decimal agent id")
-        _check_str(f"{where}[{key}]", _ANY_STR, item, limits)
+        _check_str(_ANY_STR, f"{where}[{key}]", item, limits)
 
 
-def _check_tree(where: str, spec: Tree, value: Any, limits: Limits) -> None:
+def _check_tree(spec: Tree, where: str, value: Any, limits: Limits) -> None:
     if type(value) is not dict:
         raise ProtocolError(f"{where}: expected a map, got {type(value).__name__}")
     _check_node(where, value, limits, depth=1)
@@ -274,9 +310,9 @@ def _check_node(where: str, value: Any, limits: Limits, depth: int) -> None:
         for i, item in enumerate(value):
             _check_node(f"{where}[{i}]", item, limits, depth + 1)
     elif kind is str:
-        _check_str(where, _ANY_STR, value, limits)
+        _check_str(_ANY_STR, where, value, limits)
     elif kind is int:
-        _check_int(where, _ANY_INT, value, limits)
+        _check_int(_ANY_INT, where, value, limits)
     elif kind is float:
         if not math.isfinite(value):
             raise ProtocolError(f"{where}: {value} is not finite")
@@ -310,13 +346,26 @@ def _array_from_wire(where: str, value: Any, limits: Limits) -> np.ndarray:
     if type(data) is not bytes or len(data) != count * dtype.itemsize:
         got = len(data) if type(data) is bytes else type(data).__name__
         raise ProtocolError(f"{where}: shape {shape} of {name} needs {count * dtype.itemsize} bytes, data has {got}")
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+    return np.ndarray(shape, dtype, data)  # a read-only view of the frame's bytes, sized exactly as checked
 
 
-def _check_array(where: str, spec: Array, a: Any, limits: Limits) -> None:
+@dataclass(frozen=True)
+class _ArrayRule:
+    """An Array spec plus the ids of its dtypes' canonical objects (an id hit skips building `dtype.str`)."""
+
+    spec: Array
+    dtype_ids: frozenset[int]
+
+    @staticmethod
+    def of(spec: Array) -> "_ArrayRule":
+        return _ArrayRule(spec, frozenset(id(ALLOWED_DTYPES[s]) for s in spec.dtypes))
+
+
+def _check_array(rule: _ArrayRule, where: str, a: Any, limits: Limits) -> None:
+    spec = rule.spec
     if not isinstance(a, np.ndarray):
         raise ProtocolError(f"{where}: expected a numpy array, got {type(a).__name__}")
-    if a.dtype.str not in spec.dtypes:
+    if id(a.dtype) not in rule.dtype_ids and a.dtype.str not in spec.dtypes:
         raise ProtocolError(f"{where}: dtype {a.dtype.str} not allowed here (expected {list(spec.dtypes)})")
     if (spec.ndim is not None and a.ndim != spec.ndim) or a.ndim < spec.min_ndim:
         want = spec.ndim if spec.ndim is not None else f">= {spec.min_ndim}"
@@ -328,13 +377,13 @@ def _check_array(where: str, spec: Array, a: Any, limits: Limits) -> None:
     elif a.size == 0:
         return
     elif spec.unit_interval:
-        if not (a.min() > 0 and a.max() <= 1):  # NaN fails both comparisons
+        if not _all_in_half_open_unit(a):
             _raise_first_bad(where, a, (a > 0) & (a <= 1), "must be in (0, 1]")
     elif a.dtype.kind == "f":
-        if not np.isfinite(a).all():
+        if not _all_finite(a):
             _raise_first_bad(where, a, np.isfinite(a), "must be finite")
-    elif a.dtype.kind == "b" and a.view(np.uint8).max() > 1:
-        _raise_first_bad(where, a, a.view(np.uint8) <= 1, "is not a valid bool byte")
+    elif a.dtype.kind == "b" and _max(a.view(_U8), None) > 1:
+        _raise_first_bad(where, a, a.view(_U8) <= 1, "is not a valid bool byte")
 
 
 def _check_distribution_rows(where: str, p: np.ndarray) -> None:
@@ -342,7 +391,8 @@ def _check_distribution_rows(where: str, p: np.ndarray) -> None:
     if p.size and not _all_in_closed_unit(p):
         _raise_first_bad(where, p, (p >= 0) & (p <= 1), "must be a probability in [0, 1]")
     n = p.shape[1]
-    deviation = p @ (_ONES[:n] if n <= _ONES.size else np.ones(n, np.float32)) - 1
+    deviation = p @ (_ONES[:n] if n <= _ONES.size else np.ones(n, np.float32))
+    deviation -= 1  # in place: the row sums are a fresh array
     # sum of squares <= tol^2 implies every |deviation| <= tol; only if it fails look row by row
     if deviation.size and np.dot(deviation, deviation) > PROB_TOL**2 and np.abs(deviation).max() > PROB_TOL:
         row = int(np.abs(deviation).argmax())
@@ -350,23 +400,43 @@ def _check_distribution_rows(where: str, p: np.ndarray) -> None:
                             f"(must be 1 within {PROB_TOL:g})")
 
 
+# Full reductions (axis=None) straight on the ufuncs: ndarray.max/min add a Python wrapper per call,
+# which on the small arrays of a message costs as much as the reduction itself.
+_max = np.maximum.reduce
+_U8, _U32, _U64 = np.dtype(np.uint8), np.dtype(np.uint32), np.dtype(np.uint64)
+
 # For float32 x >= +0.0 the uint32 bit patterns order like the values; NaN, +inf and anything with
 # the sign bit set compare above the pattern of 1.0, so one integer max checks range and finiteness.
 _F32_ONE_BITS = 0x3F800000
+_ONE_U32 = np.uint32(1)
 _ONES = np.ones(1024, np.float32)  # row sums as one matmul, without allocating ones each time
 _ONES.flags.writeable = False
 
 
 def _all_in_closed_unit(a: np.ndarray) -> bool:
     """All values in [0, 1] (and so finite); -0.0 takes the exact path."""
-    if a.dtype.char == "f" and a.view(np.uint32).max() <= _F32_ONE_BITS:
+    if a.dtype.char == "f" and _max(a.view(_U32), None) <= _F32_ONE_BITS:
         return True
     return bool(a.min() >= 0 and a.max() <= 1)  # NaN fails both comparisons
 
 
+def _all_in_half_open_unit(a: np.ndarray) -> bool:
+    """All values in (0, 1]. For float32, bits - 1 (wrapping) < bits(1.0) holds exactly for the
+    patterns 1 .. bits(1.0), i.e. the values in (0, 1]; +0.0 wraps to the top, -0.0 and NaN lie above."""
+    if a.dtype.char == "f":
+        return bool(_max(a.view(_U32) - _ONE_U32, None) < _F32_ONE_BITS)
+    return bool(a.min() > 0 and a.max() <= 1)  # NaN fails both comparisons
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """No NaN or infinity. Any of them makes the sum non-finite, so one sum clears the common case; a
+    sum that overflowed from finite values takes the exact path."""
+    return math.isfinite(np.add.reduce(a, None)) or bool(np.isfinite(a).all())
+
+
 def _check_indices(where: str, actions: np.ndarray, n: int) -> None:
     """0 <= actions < n; negatives wrap to huge values in the unsigned view, so one max suffices."""
-    if actions.size and actions.view(np.uint64).max() >= n:
+    if actions.size and _max(actions.view(_U64), None) >= n:
         bad = int(np.flatnonzero((actions < 0) | (actions >= n))[0])
         raise ProtocolError(f"{where}: action index {int(actions[bad])} at row {bad} outside [0, {n})")
 
@@ -387,12 +457,12 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-_CHECKERS: dict[type[Spec], Callable[[str, Any, Any, Limits], None]] = {
+_CHECKERS: dict[type[Spec], Callable[[Any, str, Any, Limits], None]] = {
     Int: _check_int,
     Bool: _check_bool,
     Str: _check_str,
     IdList: _check_id_list,
     IdMap: _check_id_map,
     Tree: _check_tree,
-    Array: _check_array,
 }
+_PLANS: dict[Kind, _Plan] = {kind: _compile(kind) for kind in Kind}

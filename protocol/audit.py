@@ -39,6 +39,8 @@ AGENT_POLICIES: dict[str, SendPolicy] = {
     # PS: its actions and behaviour in DIST (for the joint ratio), every policy copy in POLICY_PARAMS
     "ps": SendPolicy(_AGENT_BASE | {Kind.DIST, Kind.POLICY_PARAMS}, private=frozenset({Kind.POLICY_PARAMS})),
     "imr": SendPolicy(_AGENT_BASE),
+    # CL: its rewards and observations to the central learner, nothing to any peer
+    "cl": SendPolicy(_AGENT_BASE | {Kind.REWARD}, private=frozenset({Kind.REWARD})),
 }
 
 # The other processes, by role; they send the same kinds whatever the algorithm.
@@ -46,6 +48,8 @@ PROCESS_POLICIES: dict[str, SendPolicy] = {
     "envserver": SendPolicy(frozenset({Kind.OBS, Kind.EPISODE_END}) | _PROCESS_CONTROL,
                             private=frozenset({Kind.OBS})),
     "coordinator": SendPolicy(frozenset({Kind.DIRECTORY, Kind.START, Kind.STOP})),
+    # CL's central learner: the team advantage back to each agent
+    "learner": SendPolicy(frozenset({Kind.ADV}) | _PROCESS_CONTROL, private=frozenset({Kind.ADV})),
 }
 
 

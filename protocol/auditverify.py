@@ -19,11 +19,11 @@ from protocol.audit import SendPolicy, send_policy
 from protocol.auditlog import GENESIS, LogFormatError, Record, TornTail, frame_digest, is_torn, iter_lines, \
     parse_record, topic_label
 from protocol.codec import ProtocolError, decode
-from protocol.messages import COORDINATOR_ID, ENVSERVER_ID, PRIVATE_FIELDS, Kind, Message
+from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, PRIVATE_FIELDS, Kind, Message
 from protocol.topics import parse_topic
 
 # The fixed sender ids of the non-agent roles (agents are >= 0).
-ROLE_SRC = {"envserver": ENVSERVER_ID, "coordinator": COORDINATOR_ID}
+ROLE_SRC = {"envserver": ENVSERVER_ID, "coordinator": COORDINATOR_ID, "learner": CENTRAL_LEARNER_ID}
 
 
 @dataclass(frozen=True)

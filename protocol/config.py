@@ -16,8 +16,9 @@ from typing import Any
 import tomli_w
 
 # ss: Suggestion Sharing; ippo: independent PPO; baselines (DESIGN.md section 4, agent/baselines/): vs value
-# sharing, vps value-function parameter sharing, ps policy parameter sharing, imr intrinsic moral rewards
-ALGORITHMS = ("ss", "ippo", "vs", "vps", "ps", "imr")
+# sharing, vps value-function parameter sharing, ps policy parameter sharing, imr intrinsic moral rewards,
+# cl a central critic on the sum of rewards in its own process (agent/central.py)
+ALGORITHMS = ("ss", "ippo", "vs", "vps", "ps", "imr", "cl")
 NO_PARTNER_PROTOCOL = ("vs", "vps", "ps")  # consensus/averaging over all neighbours: --partners is SS's
 AUDIT_MODES = ("frames", "hashes")
 PRESETS = ("default", "paper")

@@ -158,6 +158,7 @@ SCHEMAS: dict[Kind, Schema] = {
         "neighbors": IdList(),
         "peers": IdMap(),
         "envserver": Str(),
+        "learner": Str(required=False),  # the central learner's ROUTER (algo cl)
     }),
     Kind.READY: Schema({"role": Str()}),
     Kind.START: Schema({}),
@@ -199,7 +200,17 @@ SCHEMAS: dict[Kind, Schema] = {
         "owner": Int(min=0),
         "params": Array(dtypes=F32, ndim=1, private=True),
     }),
-    Kind.REWARD: Schema({"rewards": Array(dtypes=F32, ndim=1, private=True)}),
+    # CL: an agent's rollout for the central critic, rows time-major (r = t * B + b)
+    Kind.REWARD: Schema(
+        {
+            "rewards": Array(dtypes=F32, ndim=1, private=True),  # r_i [R]
+            "obs": Array(dtypes=("<f4", "|u1"), min_ndim=2, required=False, private=True),  # o_i [R, ...]
+            "last_obs": Array(dtypes=("<f4", "|u1"), min_ndim=2, required=False, private=True),  # o_i[T] [B, ...]
+            "truncated": Array(dtypes=BOOL, ndim=1, required=False),  # [R] time limit after the row's step
+        },
+        together=(("obs", "last_obs", "truncated"),),
+        same_rows=(("obs", "rewards"), ("truncated", "rewards")),
+    ),
 }
 
 # kind -> the body fields that carry private data; the audit flags these.

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import numpy as np
 import zmq
 
-from protocol import sockets
+from agent.request import Requester
 from protocol.audit import Outbox
 from protocol.inbox import Inbox
 from protocol.messages import ENVSERVER_ID, Kind, Message
@@ -25,14 +24,10 @@ class EnvLink:
     def __init__(self, ctx: zmq.Context, me: int, endpoint: str, outbox: Outbox, inbox: Inbox,
                  spec: WorldSpec, n_neighbors: int, while_waiting: Callable[[], None] = lambda: None):
         self.me = me
-        self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
-        self.endpoint = endpoint
-        self.outbox = outbox
-        self.inbox = inbox
         self.spec = spec
         self.n_neighbors = n_neighbors
-        self.sock = sockets.dealer(ctx)
-        self.sock.connect(endpoint)
+        self.link = Requester(ctx, endpoint, "the env server", "envserver", ENVSERVER_ID, outbox, inbox,
+                              EnvServerUnavailable, while_waiting)
 
     def reset(self, episode: int, deadline_s: float) -> Message:
         """Ask for episode batch `episode`; returns the OBS with the initial observations."""
@@ -43,29 +38,16 @@ class EnvLink:
         return self.request(Kind.STEP, {"episode": episode, "actions": actions}, episode, step, deadline_s)
 
     def request(self, kind: Kind, body: dict, episode: int, step: int, deadline_s: float) -> Message:
-        end = time.monotonic() + deadline_s
-        if not self.sock.poll(int(deadline_s * 1000), zmq.POLLOUT):
-            raise EnvServerUnavailable(f"cannot reach the env server at {self.endpoint} within {deadline_s:.0f}s")
-        self.outbox.send(self.sock, kind, body, dest="envserver", endpoint=self.endpoint, step=step)
-        while (left := end - time.monotonic()) > 0:
-            self.while_waiting()
-            if not self.sock.poll(int(min(left, 0.5) * 1000)):
-                continue
-            msg = self.inbox.accept(self.sock.recv(), kinds={Kind.OBS}, src=ENVSERVER_ID, origin=self.endpoint)
-            if msg is None:
-                continue
-            if msg.body["episode"] != episode or msg.step != step:
-                self.inbox.drop("stale", f"OBS e{msg.body['episode']} s{msg.step} while waiting for e{episode} s{step}")
-                continue
-            problem = self._check(msg, step)
-            if problem is None:
-                return msg
-            self.inbox.drop("invalid", f"OBS from the env server: {problem}")
-        raise EnvServerUnavailable(
-            f"no reply from the env server at {self.endpoint} to {kind.value} (episode batch {episode}, "
-            f"step {step}) within {deadline_s:.0f}s: is it running?")
+        return self.link.request(kind, body, Kind.OBS, lambda msg: self._check(msg, episode, step), deadline_s,
+                                 f"episode batch {episode}, step {step}", step=step)
 
-    def _check(self, msg: Message, step: int) -> str | None:
+    def _check(self, msg: Message, episode: int, step: int) -> tuple[str, str] | None:
+        if msg.body["episode"] != episode or msg.step != step:
+            return "stale", f"OBS e{msg.body['episode']} s{msg.step} while waiting for e{episode} s{step}"
+        problem = self._problem(msg, step)
+        return None if problem is None else ("invalid", f"OBS from the env server: {problem}")
+
+    def _problem(self, msg: Message, step: int) -> str | None:
         spec, b = self.spec, self.spec.batch
         if msg.body["to"] != self.me:
             return f"addressed to agent {msg.body['to']}, not to us (agent {self.me})"
@@ -79,4 +61,4 @@ class EnvLink:
         return None
 
     def close(self) -> None:
-        self.sock.close()
+        self.link.close()

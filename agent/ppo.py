@@ -4,7 +4,8 @@ exchange round. What an algorithm exchanges and which loss it minimises is its s
 `agent/learner.py`, the baselines in `agent/baselines/`.
 
 Drive every learner as: act/record for T steps -> begin_update -> for k < K: outgoing(k), exchange,
-update_step(k, received) -> end_update. The in-process simulator and the agent process both do so,
+update_step(k, received) -> end_update (CL takes the central learner's team advantage before
+begin_update: `agent/baselines/cl.py`). The in-process simulator and the agent process both do so,
 and a learner's numbers depend only on (config, agent id, candidates) and what it is handed.
 """
 
@@ -63,8 +64,11 @@ class PPOLearner:
     """Agent i's nets, optimiser, RNG and rollout; on its own it is IPPO (exchanges nothing).
 
     Subclasses add nets (`build_nets`, `nets`), an exchange (`subscriptions`, `expected`, `outgoing`)
-    and a loss (`update_step`); `learning_rewards` lets a subclass learn from a shaped reward.
+    and a loss (`update_step`); `learning_rewards` lets a subclass learn from a shaped reward, and
+    `estimate` / `value_terms` let one take its advantages from elsewhere (CL, with OWN_CRITIC False).
     """
+
+    OWN_CRITIC = True  # False: no V_i (nor its Adam group); the subclass supplies `estimate` and `value_terms`
 
     def __init__(self, agent_id: int, spec: WorldSpec, candidates: tuple[int, ...], config: RunConfig):
         self.agent_id = agent_id
@@ -78,12 +82,13 @@ class PPOLearner:
             torch.manual_seed(seed)
             # pi_ii and V_i first, so every algorithm starts from the same own nets
             self.policy = PolicyNet(spec.obs_shape, spec.n_actions, config.hidden)
-            self.critic = ValueNet(spec.obs_shape, config.hidden)
+            if self.OWN_CRITIC:
+                self.critic = ValueNet(spec.obs_shape, config.hidden)
             self.build_nets()
-        self.optimizer = torch.optim.Adam([
-            {"params": self.actor_parameters(), "lr": config.actor_lr},
-            {"params": list(self.critic.parameters()), "lr": config.critic_lr},
-        ])
+        groups = [{"params": self.actor_parameters(), "lr": config.actor_lr}]
+        if self.OWN_CRITIC:
+            groups.append({"params": list(self.critic.parameters()), "lr": config.critic_lr})
+        self.optimizer = torch.optim.Adam(groups)
         self.rng = np.random.default_rng(seed)
         self.updates = 0
         self.buffer = RolloutBuffer()
@@ -130,10 +135,8 @@ class PPOLearner:
         """The reward [T, B] the critic and advantages learn from: the environment's r_i."""
         return ro.rewards
 
-    def begin_update(self) -> None:
-        """GAE, critic targets and kappa for the recorded batch: once, before the K rounds."""
-        ro = self.buffer.rollout()
-        obs = obs_tensor(rows(ro.obs))
+    def estimate(self, ro: Rollout, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A_i [R], G_i [R]): GAE (eq. 17) and critic targets (eq. 18) on the learning reward, with V_i."""
         rewards = torch.from_numpy(self.learning_rewards(ro))
         with torch.no_grad():
             values = self.critic(obs).reshape(rewards.shape)
@@ -141,14 +144,20 @@ class PPOLearner:
         truncated = torch.from_numpy(ro.truncated)
         advantages, targets = gae(rewards, values, next_values, torch.zeros_like(truncated),
                                   truncated, self.config.gamma, self.config.lam)
-        advantages = advantages.reshape(-1)
+        return advantages.reshape(-1), targets.reshape(-1)
+
+    def begin_update(self) -> None:
+        """GAE, critic targets and kappa for the recorded batch: once, before the K rounds."""
+        ro = self.buffer.rollout()
+        obs = obs_tensor(rows(ro.obs))
+        advantages, targets = self.estimate(ro, obs)
         self._update = UpdateBatch(
             obs=obs,
             actions=torch.from_numpy(rows(ro.actions)),
             behaviour=torch.from_numpy(rows(ro.behaviour)),
             masks=torch.from_numpy(rows(ro.masks)).to(torch.float32),
             advantages=advantages,
-            targets=targets.reshape(-1),
+            targets=targets,
             kappa=advantages.abs().mean(),  # paper 4.4: kappa_i = mean |A_i|
             mean_reward=float(ro.rewards.mean()),
         )
@@ -177,12 +186,18 @@ class PPOLearner:
         u = self._current()
         u.gaps += sum(not kinds <= received.get(j, {}).keys() for j, kinds in self.expected(k).items())
 
+    def value_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(V_i(o_i) [R] with grad, G_i [R]): what the critic loss (eq. 18) compares."""
+        u = self._current()
+        return self.critic(u.obs), u.targets
+
     def ppo_terms(self, advantages: torch.Tensor) -> LossTerms:
         """PPO-clip on pi_ii with `advantages` plus the critic loss (eq. 16 with no neighbours, eq. 18)."""
         u = self._current()
+        values, targets = self.value_terms()
         return ss_loss(logp_ii=self.policy.log_probs(u.obs), actions=u.actions, behaviour=u.behaviour,
                        advantages=advantages, kappa=u.kappa, rho=0.0, neighbours=(),
-                       clip_eps=self.config.clip_eps, values=self.critic(u.obs), returns=u.targets,
+                       clip_eps=self.config.clip_eps, values=values, returns=targets,
                        value_coef=self.config.value_coef)
 
     def update_step(self, k: int, received: Received) -> None:

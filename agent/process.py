@@ -2,8 +2,9 @@
 
 Lifecycle: bind our XPUB -> HELLO to the coordinator -> DIRECTORY (config, world spec, neighbours and
 their endpoints) -> connect one SUB per neighbour -> wait until every neighbour subscribed to us ->
-READY -> START -> per update: roll out against the env server in lockstep, then K exchange rounds with
-the neighbours, each followed by one gradient pass -> train.csv, checkpoint -> STOP.
+READY -> START -> per update: roll out against the env server in lockstep, (CL: report the rollout to
+the central learner and take its team advantage), then K exchange rounds with the neighbours, each
+followed by one gradient pass -> train.csv, checkpoint -> STOP.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import torch
 import zmq
 
 from agent.baselines import make_learner
+from agent.baselines.cl import CLLearner
 from agent.env_link import EnvLink
+from agent.learner_link import LearnerLink
 from agent.ppo import PPOLearner
 from agent.peer_link import PeerLink
 from agent.records import open_train_log, save_checkpoint
@@ -65,6 +68,7 @@ class AgentProcess:
         self.coordinator = CoordinatorLink(self.ctx, opts.coordinator, "agent", self.outbox, self.inbox)
         self.peers: PeerLink | None = None
         self.env: EnvLink | None = None
+        self.central: LearnerLink | None = None  # CL only
 
     def _bind(self, endpoint: str) -> str:
         self.pub.bind(endpoint)
@@ -85,6 +89,11 @@ class AgentProcess:
         self.peers.wait_subscribed(self.opts.register_deadline_s)
         self.env = EnvLink(self.ctx, self.me, directory.envserver, self.outbox, self.inbox, directory.spec,
                            len(directory.neighbors), self.coordinator.check_stop)
+        if isinstance(learner, CLLearner):
+            if directory.learner is None:
+                raise RuntimeError("algo cl, but the DIRECTORY names no central learner")
+            self.central = LearnerLink(self.ctx, directory.learner, self.outbox, self.inbox,
+                                       directory.spec.horizon * directory.spec.batch, self.coordinator.check_stop)
         self.coordinator.ready_and_wait_start(self.opts.register_deadline_s)
         log.info("agent %d: START (%s, neighbours %s)", self.me, config.algo, list(directory.neighbors))
         try:
@@ -103,6 +112,9 @@ class AgentProcess:
         try:
             for update in range(config.updates):
                 self.rollout(learner, update, config.step_deadline_s, config.reset_deadline_s, spec.horizon)
+                if isinstance(learner, CLLearner):
+                    learner.receive_advantages(self.central.advantages(update, learner.report(),
+                                                                       config.round_deadline_s))
                 learner.begin_update()
                 for k in range(config.iterations):
                     received = self.peers.exchange(update * config.iterations + k, learner.outgoing(k),
@@ -128,7 +140,7 @@ class AgentProcess:
 
     def close(self) -> None:
         """Release sockets and write the receive-side accounting next to the audit log."""
-        for link in (self.peers, self.env, self.coordinator):
+        for link in (self.peers, self.env, self.central, self.coordinator):
             if link is not None:
                 link.close()
         self.pub.close()

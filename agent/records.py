@@ -9,16 +9,24 @@ from typing import Any
 import torch
 
 from protocol.csvlog import CsvLog
+from protocol.rundir import RunDir
 
 TRAIN_COLUMNS = (
     "update", "episode", "policy_loss", "value_loss", "penalty", "kappa", "entropy",
     "suggestion_mse", "mean_reward", "comm_gaps", "active_neighbors",
 )
 
+CENTRAL_COLUMNS = ("update", "episode", "value_loss")
+
 
 def open_train_log(path: Path, keep_until_episode: int | None) -> CsvLog:
     """The agent's private training log."""
     return CsvLog(path, TRAIN_COLUMNS, keep_until_episode)
+
+
+def open_central_log(run_dir: RunDir) -> CsvLog:
+    """CL's central learner's training log, DIR/logs/learner.train.csv (its critic's loss per update)."""
+    return CsvLog(run_dir.logs / "learner.train.csv", CENTRAL_COLUMNS)
 
 
 def save_checkpoint(path: Path, update: int, episode: int, learner_state: dict[str, Any]) -> None:

@@ -36,7 +36,8 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--algo", type=click.Choice(ALGORITHMS), default=None,
                   help="ss = Suggestion Sharing; ippo = independent PPO (shares nothing); vs = value "
                        "(advantage) sharing; vps = critic-parameter consensus; ps = policy-parameter "
-                       "consensus; imr = intrinsic moral reward (shares nothing). [default: ss]")
+                       "consensus; imr = intrinsic moral reward (shares nothing); cl = central critic on the "
+                       "sum of rewards (a learner process gets every agent's rewards). [default: ss]")
     @click.option("--rho", type=float, default=None,
                   help="SS penalty coefficient; 0 is the paper's ablation. [default: per env]")
     @click.option("--partners", type=int, default=None, metavar="M",

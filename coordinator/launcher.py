@@ -1,4 +1,5 @@
-"""`ss-cluster`: a whole local cluster - coordinator, env server, N agents - as separate OS processes.
+"""`ss-cluster`: a whole local cluster - coordinator, env server, N agents (and CL's central learner) - as
+separate OS processes.
 
 Every child gets its own log file in DIR/logs/ and is listed in DIR/processes.json. If any child
 fails, or on Ctrl-C, every child is stopped (SIGTERM, then SIGKILL after a grace period) and the
@@ -86,6 +87,9 @@ class Cluster:
             Child("envserver", None, [py, "-m", "envserver", "--coordinator", self.coordinator, *common],
                   logs / "envserver.log"),
         ]
+        if self.config.algo == "cl":
+            children.append(Child("learner", None, [py, "-m", "agent.central", "--coordinator", self.coordinator,
+                                                    *common], logs / "learner.log"))
         for i in range(self.config.agents):
             children.append(Child("agent", i, [py, "-m", "agent", "--id", str(i), "--coordinator",
                                                self.coordinator, "--audit", self.config.audit, *common],

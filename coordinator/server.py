@@ -1,8 +1,9 @@
 """`ss-coordinator`: rendezvous, directory and run lifecycle. Never on the data path.
 
-Protocol (DESIGN.md section 6): every agent and the env server sends HELLO (its endpoint, optionally
-its neighbour list); once all N agents and the env server are registered, each gets a DIRECTORY (the
-resolved run config, the world spec, its neighbours and their endpoints, the env server's endpoint);
+Protocol (DESIGN.md section 6): every agent and the env server (and, for algo cl, the central learner)
+sends HELLO (its endpoint, optionally its neighbour list); once all N agents and the servers are
+registered, each gets a DIRECTORY (the resolved run config, the world spec, its neighbours and their
+endpoints, the env server's endpoint, and the central learner's for cl);
 each reports READY once its links are up; then START is broadcast. After START the coordinator only
 watches (HEARTBEAT, STOP); the run does not depend on it.
 """
@@ -23,7 +24,7 @@ from protocol.audit import Outbox
 from protocol.auditlog import AuditLog
 from protocol.config import RunConfig, write_toml
 from protocol.inbox import Inbox
-from protocol.messages import COORDINATOR_ID, ENVSERVER_ID, Kind
+from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, Kind
 from protocol.rundir import RunDir
 
 log = logging.getLogger("ss-coordinator")
@@ -61,6 +62,13 @@ class Coordinator:
                              AuditLog(run_dir.process_audit("coordinator"), mode=config.audit))
         self.members: dict[int, Member] = {}
         self.started = False
+        # the non-agent processes the run needs, by sender id
+        self.servers = {ENVSERVER_ID: "envserver", **({CENTRAL_LEARNER_ID: "learner"} if config.algo == "cl" else {})}
+
+    @property
+    def expected(self) -> int:
+        """How many processes must register: N agents and the servers."""
+        return self.config.agents + len(self.servers)
 
     # ---- message handling -------------------------------------------------------------------
 
@@ -80,7 +88,7 @@ class Coordinator:
 
     def handle(self, routing_id: bytes, frame: bytes) -> None:
         expected = {Kind.HELLO, Kind.READY, Kind.STOP, Kind.HEARTBEAT}
-        ids = set(range(self.config.agents)) | {ENVSERVER_ID}
+        ids = set(range(self.config.agents)) | set(self.servers)
         msg = self.inbox.accept(frame, kinds=expected, src=ids, origin=f"routing id {routing_id.hex()}")
         if msg is None:
             return
@@ -104,14 +112,13 @@ class Coordinator:
         if src in self.members:
             self.inbox.drop("duplicate", f"second HELLO for {name(src)} (already registered)")
             return
-        role = "envserver" if src == ENVSERVER_ID else "agent"
+        role = self.servers.get(src, "agent")
         if body["role"] != role:
             self.inbox.drop("invalid", f"HELLO from src {src} claims role {body['role']}")
             return
         claimed = tuple(body["neighbors"]) if "neighbors" in body else None
         self.members[src] = Member(routing_id, body["endpoint"], claimed)
-        log.info("registered %s at %s (%d/%d)", name(src), body["endpoint"], len(self.members),
-                 self.config.agents + 1)
+        log.info("registered %s at %s (%d/%d)", name(src), body["endpoint"], len(self.members), self.expected)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -143,6 +150,7 @@ class Coordinator:
         neighbors = resolve_neighbors(self.config, spec)
         config_map = {**self.config.to_dict(), "spec": spec.to_dict()}
         envserver = self.members[ENVSERVER_ID].endpoint
+        learner = self.members.get(CENTRAL_LEARNER_ID)
         for src, member in self.members.items():
             mine = neighbors.get(src, ())
             body = {
@@ -151,13 +159,13 @@ class Coordinator:
                 "neighbors": list(mine),
                 "peers": {str(j): self.members[j].endpoint for j in mine},
                 "envserver": envserver,
+                **({"learner": learner.endpoint} if learner is not None else {}),
             }
             self.send(member, Kind.DIRECTORY, body)
 
     def send(self, member: Member, kind: Kind, body: dict) -> None:
         src = next(i for i, m in self.members.items() if m is member)
-        self.outbox.send(self.sock, kind, body, dest="envserver" if src == ENVSERVER_ID else f"agent:{src}",
-                         endpoint=self.endpoint,
+        self.outbox.send(self.sock, kind, body, dest=self.servers.get(src, f"agent:{src}"), endpoint=self.endpoint,
                          routing_id=member.routing_id)
 
     def stop_everyone(self, reason: str) -> None:
@@ -173,7 +181,7 @@ class Coordinator:
 
     def run(self, register_deadline_s: float = 600.0) -> int:
         """The whole lifecycle; returns a process exit code."""
-        n = self.config.agents + 1
+        n = self.expected
         try:
             self.wait_for(lambda: len(self.members) == n, f"{n} processes to register", register_deadline_s)
             self.resolve_topology()
@@ -206,4 +214,4 @@ class Coordinator:
 
 def name(src: int) -> str:
     """Human label of a sender id."""
-    return "envserver" if src == ENVSERVER_ID else f"agent {src}"
+    return {ENVSERVER_ID: "envserver", CENTRAL_LEARNER_ID: "central learner"}.get(src, f"agent {src}")

@@ -14,7 +14,9 @@ import torch
 
 from agent.exchange import route_in_memory
 from agent.baselines import make_learner
-from agent.records import load_checkpoint, open_train_log, save_checkpoint
+from agent.baselines.cl import CLLearner
+from agent.central_critic import CentralCritic
+from agent.records import load_checkpoint, open_central_log, open_train_log, save_checkpoint
 from coordinator.progress import RunProgress
 from protocol.topology import project_mask, resolve_neighbors
 from envserver.metrics import BatchReturns, metric_columns
@@ -25,7 +27,7 @@ from protocol.rundir import RunDir
 
 
 class Simulation:
-    """One in-process run: the world, one Learner per agent, and the run directory they write."""
+    """One in-process run: the world, one Learner per agent (and CL's central critic), and the run directory."""
 
     def __init__(self, config: RunConfig, out: Path):
         self.config = config
@@ -34,6 +36,8 @@ class Simulation:
         self.spec = self.world.spec
         self.neighbors = resolve_neighbors(config, self.spec)
         self.learners = [make_learner(i, self.spec, self.neighbors[i], config) for i in range(config.agents)]
+        # CL: the central learner's critic, driven exactly as agent/central.py drives it
+        self.central = CentralCritic(self.spec, config) if config.algo == "cl" else None
         self.start_update = 0
 
     def resume(self) -> int:
@@ -47,6 +51,9 @@ class Simulation:
             raise RuntimeError(
                 f"{self.run_dir.root}: checkpoints disagree (updates {sorted(updates)}); cannot resume"
             )
+        if self.central is not None:
+            raise RuntimeError(f"{self.run_dir.root}: cannot resume a cl run (the central critic is not "
+                               "checkpointed); start it in a new directory")
         for learner, state in zip(self.learners, states):
             learner.load_state_dict(state["learner"])
         self.world.set_state(world_state["world"])
@@ -62,13 +69,15 @@ class Simulation:
         keep = self.start_update * config.batch if self.start_update else None
         metrics = CsvLog(rd.metrics, metric_columns(self.world), keep)
         train_logs = [open_train_log(rd.train(i), keep) for i in range(config.agents)]
+        if self.central is not None:
+            train_logs.append(open_central_log(rd))
         bar = RunProgress(config, self.start_update, enabled=progress)
         try:
             for update in range(self.start_update, config.updates):
                 episode = (update + 1) * config.batch
                 row = self.rollout(episode)
                 metrics.append(row)
-                for i, stats in enumerate(self.train()):
+                for i, stats in enumerate(self.train()):  # CL: the central critic's stats last
                     train_logs[i].append({"update": update + 1, "episode": episode, **stats})
                 if (update + 1) % config.checkpoint_every == 0 or update + 1 == config.updates:
                     self.checkpoint(update + 1, episode)
@@ -99,7 +108,12 @@ class Simulation:
         return project_mask(self.spec.candidates[agent_id], world_mask, self.neighbors[agent_id])
 
     def train(self) -> list[dict[str, float]]:
-        """K exchange rounds, each followed by one gradient pass of every learner (Algorithm 1)."""
+        """K exchange rounds, each followed by one gradient pass of every learner (Algorithm 1). CL: first the
+        central critic's team advantage to every agent, and its K critic steps at the end."""
+        if self.central is not None:
+            advantages = self.central.advantages([learner.report() for learner in self.cl_learners()])
+            for learner in self.cl_learners():
+                learner.receive_advantages({"advantages": advantages})
         for learner in self.learners:
             learner.begin_update()
         for k in range(self.config.iterations):
@@ -107,7 +121,12 @@ class Simulation:
             inboxes = route_in_memory(outgoing, self.neighbors)
             for i, learner in enumerate(self.learners):
                 learner.update_step(k, inboxes[i])
-        return [learner.end_update() for learner in self.learners]
+        stats = [learner.end_update() for learner in self.learners]
+        return stats if self.central is None else [*stats, self.central.fit()]
+
+    def cl_learners(self) -> list[CLLearner]:
+        """The learners as CL agents (algo cl only)."""
+        return [learner for learner in self.learners if isinstance(learner, CLLearner)]
 
     def checkpoint(self, update: int, episode: int) -> None:
         """Every learner's checkpoint, then the world's (the resume point is consistent only when all agree)."""

@@ -37,6 +37,7 @@ class Directory:
     neighbors: tuple[int, ...]
     peers: dict[int, str]
     envserver: str
+    learner: str | None = None  # the central learner's endpoint (algo cl)
 
     @classmethod
     def from_message(cls, msg: Message) -> "Directory":
@@ -49,6 +50,7 @@ class Directory:
             neighbors=tuple(msg.body["neighbors"]),
             peers={int(j): ep for j, ep in msg.body["peers"].items()},
             envserver=msg.body["envserver"],
+            learner=msg.body.get("learner"),
         )
 
 

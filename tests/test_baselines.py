@@ -143,14 +143,14 @@ def toy_update(learners: dict, drop=lambda k, i, j: False) -> dict[int, dict[str
 
 def test_make_learner_chooses_by_algo_and_every_algo_starts_from_ippos_policy() -> None:
     ippo = toy_learners("ippo")
-    for algo in ("vs", "vps", "ps", "imr"):
+    for algo in ("vs", "vps", "ps", "imr", "cl"):
         learners = toy_learners(algo)
         assert type(learners[1]).__name__.lower().startswith(algo)
         for i in range(3):
             np.testing.assert_array_equal(flat(learners[i].policy).numpy(), flat(ippo[i].policy).numpy())
     assert type(toy_learners("ss")[0]) is Learner
     with pytest.raises(ValueError, match="no learner"):
-        make_learner(0, SPEC, (1,), RunConfig(algo="cl"))
+        make_learner(0, SPEC, (1,), RunConfig(algo="nope"))
 
 
 def test_vs_averages_the_advantages_of_the_neighbours_present_at_each_step() -> None:

@@ -137,7 +137,7 @@ def test_decoded_arrays_are_numpy_views_of_the_frame() -> None:
 def test_private_fields_name_rewards_values_params_and_observations() -> None:
     assert PRIVATE_FIELDS == {
         Kind.OBS: {"obs", "reward"}, Kind.ADV: {"advantages"}, Kind.CRITIC_PARAMS: {"params"},
-        Kind.POLICY_PARAMS: {"params"}, Kind.REWARD: {"rewards"},
+        Kind.POLICY_PARAMS: {"params"}, Kind.REWARD: {"rewards", "obs", "last_obs"},
     }
     assert Kind.DIST not in PRIVATE_FIELDS and Kind.SUGG not in PRIVATE_FIELDS
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.baselines.cl import CLLearner
 from agent.baselines.imr import IMRLearner
 from agent.baselines.ps import PSLearner
 from agent.baselines.vps import VPSLearner
@@ -18,6 +19,7 @@ LEARNERS: dict[str, type[PPOLearner]] = {
     "vps": VPSLearner,
     "ps": PSLearner,
     "imr": IMRLearner,
+    "cl": CLLearner,
 }
 
 

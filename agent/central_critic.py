@@ -1,0 +1,98 @@
+"""CL's central critic (DESIGN.md section 4), socket-free: V(s) on the joint state s = (o_1, ..., o_N) at a
+row, trained on the team reward r_sum = sum_i r_i; the team advantage it computes is every agent's.
+
+Per update: `advantages(reports)` takes one REWARD body per agent (agent order 0..N-1), computes GAE
+(eq. 17) and the critic targets (eq. 18, bootstrapped at the time limit) on r_sum and returns the team
+advantage [R]; `fit()` then takes K full-batch Adam steps on mean((V(s) - G)^2). The central learner
+process (`agent/central.py`) and `ss-sim` both drive it so, which keeps them bit-identical.
+
+A report's rows are one rollout (t = 0..T-1, time-major r = t * B + b), so the state after row r's step
+is the next row block's state, and `last_obs` (o[T]) ends the last block.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from agent.exchange import Body
+from agent.nets import ValueNet, obs_tensor
+from agent.returns import gae
+from protocol.config import RunConfig
+from protocol.spec import WorldSpec
+
+CENTRAL_CRITIC_STREAM = 0xCE27A1  # the central critic's initialisation, apart from every agent's own seed
+
+
+def check_report(body: Body, spec: WorldSpec) -> str | None:
+    """None if a REWARD body fits one rollout of `spec` (obs, last obs, truncation present), else why not."""
+    rows, dtype = spec.horizon * spec.batch, np.dtype(spec.obs_dtype)
+    if "obs" not in body:
+        return "no observations (obs, last_obs, truncated)"
+    expected = {"rewards": (rows,), "obs": (rows, *spec.obs_shape), "last_obs": (spec.batch, *spec.obs_shape),
+                "truncated": (rows,)}
+    for name, shape in expected.items():
+        if body[name].shape != shape:
+            return f"{name} shape {body[name].shape}, expected {shape}"
+    if body["obs"].dtype != dtype or body["last_obs"].dtype != dtype:
+        return f"observations {body['obs'].dtype}/{body['last_obs'].dtype}, expected {dtype}"
+    return None
+
+
+def joint_states(observations: Sequence[np.ndarray]) -> torch.Tensor:
+    """s = (o_1, ..., o_N): every agent's flattened (and scaled) observation, concatenated per row."""
+    return torch.cat([obs_tensor(o) for o in observations], dim=1)
+
+
+class CentralCritic:
+    """V(s) on the joint state, its Adam, and the batch of the current update (targets for `fit`)."""
+
+    def __init__(self, spec: WorldSpec, config: RunConfig):
+        self.spec = spec
+        self.config = config
+        seed = np.random.SeedSequence([config.seed, CENTRAL_CRITIC_STREAM]).generate_state(1)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))  # the run seed alone
+            self.critic = ValueNet((spec.n_agents * int(np.prod(spec.obs_shape)),), config.hidden)
+        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.states: torch.Tensor | None = None  # this update's joint states s [R, S], set by `advantages`
+        self.targets: torch.Tensor | None = None  # and its critic targets G [R]
+
+    def advantages(self, reports: Sequence[Body]) -> np.ndarray:
+        """The team advantage A[t] (eq. 17 on r_sum) [R] float32 from every agent's REWARD (in agent order);
+        keeps the states and targets G (eq. 18) for `fit`."""
+        if len(reports) != self.spec.n_agents:
+            raise ValueError(f"{len(reports)} reports for {self.spec.n_agents} agents")
+        T, B = self.spec.horizon, self.spec.batch
+        states = joint_states([r["obs"] for r in reports])
+        next_states = torch.cat([states[B:], joint_states([r["last_obs"] for r in reports])])
+        team_reward = torch.from_numpy(np.sum([r["rewards"] for r in reports], axis=0, dtype=np.float32))
+        truncated = torch.from_numpy(np.logical_or.reduce([r["truncated"] for r in reports]))
+        with torch.no_grad():
+            values, next_values = self.critic(states), self.critic(next_states)
+        adv, targets = gae(team_reward.reshape(T, B), values.reshape(T, B), next_values.reshape(T, B),
+                           torch.zeros(T, B, dtype=torch.bool), truncated.reshape(T, B),
+                           self.config.gamma, self.config.lam)
+        self.states, self.targets = states, targets.reshape(-1)
+        return adv.reshape(-1).numpy()
+
+    def fit(self) -> dict[str, float]:
+        """K full-batch Adam steps on mean((V(s) - G)^2) (eq. 18), gradients clipped as the agents' are;
+        returns the mean value loss over the steps."""
+        if self.states is None or self.targets is None:
+            raise RuntimeError("advantages() must come first")
+        states, targets = self.states, self.targets
+        losses = []
+        for _ in range(self.config.iterations):
+            loss = ((self.critic(states) - targets) ** 2).mean()
+            self.optimizer.zero_grad()
+            loss.backward()
+            if self.config.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(self.critic.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        self.states = self.targets = None
+        return {"value_loss": float(np.mean(losses))}

@@ -1,0 +1,62 @@
+"""A DEALER that sends one request through the process's Outbox and waits, up to a deadline, for its reply.
+
+The agent's links to its servers (the env server, CL's central learner) are this with their own reply
+checks: a reply that fails the check is logged and dropped, and the wait goes on until the deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import zmq
+
+from protocol import sockets
+from protocol.audit import Outbox
+from protocol.inbox import Inbox
+from protocol.messages import Kind, Message
+
+# a reply -> None to accept it, or (drop reason, detail) to log and drop it
+ReplyCheck = Callable[[Message], tuple[str, str] | None]
+
+
+class Requester:
+    """Request/reply to one server (`name`, sender id `server_id`); `unavailable` is raised on a deadline."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, name: str, dest: str, server_id: int, outbox: Outbox,
+                 inbox: Inbox, unavailable: type[RuntimeError],
+                 while_waiting: Callable[[], None] = lambda: None):
+        self.endpoint = endpoint
+        self.name = name  # for errors: "the env server"
+        self.dest = dest  # the audit label: "envserver"
+        self.server_id = server_id
+        self.outbox = outbox
+        self.inbox = inbox
+        self.unavailable = unavailable
+        self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
+        self.sock = sockets.dealer(ctx)
+        self.sock.connect(endpoint)
+
+    def request(self, kind: Kind, body: dict[str, Any], reply: Kind, check: ReplyCheck, deadline_s: float,
+                what: str, *, round: int | None = None, step: int | None = None) -> Message:
+        """Send `kind`, return the first reply of kind `reply` that passes `check`; `what` names the request."""
+        end = time.monotonic() + deadline_s
+        if not self.sock.poll(int(deadline_s * 1000), zmq.POLLOUT):
+            raise self.unavailable(f"cannot reach {self.name} at {self.endpoint} within {deadline_s:.0f}s")
+        self.outbox.send(self.sock, kind, body, dest=self.dest, endpoint=self.endpoint, round=round, step=step)
+        while (left := end - time.monotonic()) > 0:
+            self.while_waiting()
+            if not self.sock.poll(int(min(left, 0.5) * 1000)):
+                continue
+            msg = self.inbox.accept(self.sock.recv(), kinds={reply}, src=self.server_id, origin=self.endpoint)
+            if msg is None:
+                continue
+            problem = check(msg)
+            if problem is None:
+                return msg
+            self.inbox.drop(*problem)
+        raise self.unavailable(f"no reply from {self.name} at {self.endpoint} to {kind.value} ({what}) "
+                               f"within {deadline_s:.0f}s: is it running?")
+
+    def close(self) -> None:
+        self.sock.close()

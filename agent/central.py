@@ -11,44 +11,38 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Callable
 
 import click
 import torch
-import zmq
 
 from agent.central_critic import CentralCritic, check_report
 from agent.exchange import Body
 from agent.records import open_central_log
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.auditlog import AuditLog
-from protocol.inbox import Inbox
+from protocol.cliopts import process_options
 from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
 from protocol.messages import CENTRAL_LEARNER_ID, Kind, Message
-from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
 from protocol.rundir import RunDir
+from protocol.service import AgentRoutes, Served
+from protocol.service import serve as run_service
 
 log = logging.getLogger("ss-critic")
-
-DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
 
 
 class CentralLearner:
     """The central critic behind a bound ROUTER; routes are fixed by each agent's first valid message."""
 
-    def __init__(self, directory: Directory, sock: zmq.Socket, endpoint: str, outbox: Outbox, inbox: Inbox,
-                 run_dir: RunDir, while_waiting: Callable[[], None] = lambda: None):
+    def __init__(self, served: Served):
+        directory = served.directory
         self.config = directory.config
         self.spec = directory.spec
         self.critic = CentralCritic(directory.spec, directory.config)
-        self.sock = sock
-        self.endpoint = endpoint
-        self.outbox = outbox
-        self.inbox = inbox
-        self.run_dir = run_dir
-        self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
-        self.routes: dict[int, bytes] = {}  # agent id -> routing id, fixed by its first valid message
+        self.sock = served.sock
+        self.endpoint = served.endpoint
+        self.outbox = served.outbox
+        self.inbox = served.inbox
+        self.run_dir = served.run_dir
+        self.while_waiting = served.check_stop  # raises if the coordinator stopped the run
+        self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents)
 
     def collect(self, update: int, deadline_s: float) -> list[Body]:
         """One valid REWARD of round `update` from every agent, in agent order; RuntimeError after the deadline."""
@@ -59,7 +53,7 @@ class CentralLearner:
             self.while_waiting()
             if not self.sock.poll(int(min(left, 0.5) * 1000)):
                 continue
-            msg = self._receive(agents)
+            msg = self.routes.receive({Kind.REWARD})
             if msg is None:
                 continue
             if msg.round != update:
@@ -72,18 +66,6 @@ class CentralLearner:
         if missing:
             raise RuntimeError(f"no REWARD of update {update} from agents {missing} within {deadline_s:.0f}s")
         return [got[i].body for i in sorted(got)]
-
-    def _receive(self, agents: set[int]) -> Message | None:
-        parts = self.sock.recv_multipart()
-        if len(parts) != 2:
-            return self.inbox.drop("invalid", f"{len(parts) - 1} frames (expected 1)")
-        routing_id, frame = parts
-        msg = self.inbox.accept(frame, kinds={Kind.REWARD}, src=agents, origin=f"rid {routing_id.hex()}")
-        if msg is None:
-            return None
-        if self.routes.setdefault(msg.src, routing_id) != routing_id:
-            return self.inbox.drop("unknown_sender", f"agent {msg.src} claimed from a second connection")
-        return msg
 
     def run(self) -> None:
         """Every update: REWARDs in, team advantage out to each agent (ADV), then the K critic steps."""
@@ -101,52 +83,15 @@ class CentralLearner:
             train_log.close()
 
 
-def serve(coordinator: str, bind: str, run_id: str, out: RunDir, register_deadline_s: float = 600.0,
-          advertise: str | None = None) -> None:
+def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str | None = None) -> None:
     """Register with the coordinator as the central learner, wait for START, then serve the whole run."""
     torch.set_num_threads(1)
-    ctx = zmq.Context()
-    sock = sockets.router(ctx)
-    if bind.endswith(":0"):
-        endpoint = sockets.bind_random(sock)
-    else:
-        sock.bind(bind)
-        endpoint = bind
-    inbox = Inbox("learner", log, run=run_id)
-    out.logs.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox("learner", "cl", run_id, CENTRAL_LEARNER_ID, AuditLog(out.process_audit("learner")))
-    link = CoordinatorLink(ctx, coordinator, "learner", outbox, inbox)
-    try:
-        directory = link.register(advertise or endpoint, None, register_deadline_s)
-        learner = CentralLearner(directory, sock, endpoint, outbox, inbox, out, link.check_stop)
-        link.ready_and_wait_start(register_deadline_s)
-        log.info("START: central critic for %d agents at %s", directory.config.agents, endpoint)
-        try:
-            learner.run()
-        except RunStopped:
-            raise  # the coordinator knows: it told us
-        except (Exception, Terminated) as err:
-            link.stop(f"error: {err}")
-            raise
-        link.stop("finished")
-    finally:
-        inbox.write_summary(out.logs / "learner.received.json")
-        link.close()
-        sock.close()
-        outbox.log.close()
-        ctx.term()
+    run_service("learner", CENTRAL_LEARNER_ID, "cl", CentralLearner, coordinator=coordinator, bind=bind,
+                run_id=run_id, out=out, log=log, advertise=advertise)
 
 
 @click.command(epilog="Example: ss-critic --coordinator tcp://127.0.0.1:5550 --out runs/cl")
-@click.option("--coordinator", default=DEFAULT_COORDINATOR, show_default=True, help="Coordinator endpoint.")
-@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True,
-              help="Where to bind the central learner's ROUTER (port 0 = any free port).")
-@click.option("--advertise", default=None, metavar="ENDPOINT",
-              help="Endpoint agents should connect to, if not the bound one (NAT, containers, proxies).")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/latest", show_default=True,
-              help="Run directory: writes logs/learner.train.csv and logs/learner.audit.log.")
-@click.option("--run-id", default="ssmarl", show_default=True, help="Run id; must match the coordinator's.")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@process_options("the central learner's ROUTER", "agents", "logs/learner.train.csv and logs/learner.audit.log")
 def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: str, verbose: bool) -> None:
     """Run CL's central learner: a critic on all agents' observations, trained on the sum of their rewards.
 

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import click
 
+from protocol.cliopts import process_options
 from protocol.config import AUDIT_MODES
 from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
-
-DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
-
 
 def parse_ids(text: str | None) -> tuple[int, ...] | None:
     """'2,4' -> (2, 4); '' -> () (no neighbours); None -> None (take the topology from the coordinator)."""
@@ -28,18 +26,9 @@ def parse_ids(text: str | None) -> tuple[int, ...] | None:
 @click.option("--neighbors", default=None, metavar="IDS",
               help="Comma-separated ids this agent exchanges with, e.g. 2,4. Omit to use the topology the "
                    "coordinator gives (the config's static graph, or the env's per-step neighbourhoods).")
-@click.option("--coordinator", default=DEFAULT_COORDINATOR, show_default=True, help="Coordinator endpoint.")
-@click.option("--bind", default="tcp://127.0.0.1:0", show_default=True,
-              help="Where to bind this agent's PUB socket (port 0 = any free port).")
-@click.option("--advertise", default=None, metavar="ENDPOINT",
-              help="Endpoint neighbours should connect to, if not the bound one (NAT, containers, proxies).")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/latest", show_default=True,
-              help="Run directory: writes agents/<id>/{train.csv,checkpoint.pt,audit.log}.")
-@click.option("--run-id", default="ssmarl", show_default=True,
-              help="Run id; messages of any other run are dropped. Must match the coordinator's.")
+@process_options("this agent's PUB socket", "neighbours", "agents/<id>/{train.csv,checkpoint.pt,audit.log}")
 @click.option("--audit", type=click.Choice(AUDIT_MODES), default="frames", show_default=True,
               help="Audit log keeps every outbound frame, or only their hashes (long runs).")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, advertise: str | None, out: str,
          run_id: str, audit: str, verbose: bool) -> None:
     """Run ONE agent: its own policy, suggestion nets, critic, rewards and RNG, in this process.

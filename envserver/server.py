@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
 
 import numpy as np
 import zmq
 
 from envserver.metrics import BatchReturns, metric_columns
 from envserver.worlds import StepResult, make_world
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.auditlog import AuditLog
 from protocol.csvlog import CsvLog
-from protocol.inbox import Inbox
 from protocol.messages import ENVSERVER_ID, Kind, Message
-from protocol.logsetup import Terminated
-from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
 from protocol.rundir import RunDir
+from protocol.service import AgentRoutes, Served
+from protocol.service import serve as run_service
 from protocol.topology import project_mask, resolve_neighbors
 
 log = logging.getLogger("ss-envserver")
@@ -34,20 +29,19 @@ log = logging.getLogger("ss-envserver")
 class EnvServer:
     """The world, a bound ROUTER, and the routing table learnt from validated agent messages."""
 
-    def __init__(self, ctx: zmq.Context, directory: Directory, run_id: str, sock: zmq.Socket,
-                 endpoint: str, outbox: Outbox, inbox: Inbox, run_dir: RunDir,
-                 while_waiting: Callable[[], None] = lambda: None):
+    def __init__(self, served: Served):
+        directory = served.directory
         self.config = directory.config
         self.neighbors = resolve_neighbors(directory.config, directory.spec)
         self.world = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed)
         self.spec = self.world.spec
-        self.sock = sock
-        self.endpoint = endpoint
-        self.outbox = outbox
-        self.inbox = inbox
-        self.run_dir = run_dir
-        self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
-        self.routes: dict[int, bytes] = {}  # agent id -> routing id, fixed by its first valid message
+        self.sock = served.sock
+        self.endpoint = served.endpoint
+        self.outbox = served.outbox
+        self.inbox = served.inbox
+        self.run_dir = served.run_dir
+        self.while_waiting = served.check_stop  # raises if the coordinator stopped the run
+        self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents)
         self.live = set(range(self.config.agents))
         self.pending: dict[int, Message] = {}  # early messages for the next request we wait for
 
@@ -62,12 +56,8 @@ class EnvServer:
             self.while_waiting()
             if not self.sock.poll(int(min(left, 0.5) * 1000)):
                 continue
-            routing_id, frame = self._recv()
-            if frame is None:
-                continue
-            msg = self.inbox.accept(frame, kinds={Kind.RESET, Kind.STEP},
-                                    src=set(range(self.config.agents)), origin=f"rid {routing_id.hex()}")
-            if msg is None or not self._route_ok(msg.src, routing_id):
+            msg = self.routes.receive({Kind.RESET, Kind.STEP})
+            if msg is None:
                 continue
             if msg.kind is kind and msg.body["episode"] == episode and msg.step == step:
                 got[msg.src] = msg
@@ -80,21 +70,6 @@ class EnvServer:
                         episode, step, deadline_s)
             self.live.discard(i)
         return got
-
-    def _recv(self) -> tuple[bytes, bytes | None]:
-        parts = self.sock.recv_multipart()
-        if len(parts) != 2:
-            self.inbox.drop("invalid", f"{len(parts) - 1} frames (expected 1)")
-            return parts[0], None
-        return parts[0], parts[1]
-
-    def _route_ok(self, src: int, routing_id: bytes) -> bool:
-        """The first valid message of an agent fixes its route; a different connection claiming it is refused."""
-        known = self.routes.setdefault(src, routing_id)
-        if known != routing_id:
-            self.inbox.drop("unknown_sender", f"agent {src} claimed from a second connection")
-            return False
-        return True
 
     # ---- stepping ---------------------------------------------------------------------------
 
@@ -158,36 +133,7 @@ class EnvServer:
             metrics.close()
 
 
-def serve(coordinator: str, bind: str, run_id: str, out: RunDir, register_deadline_s: float = 600.0,
-          advertise: str | None = None) -> None:
+def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str | None = None) -> None:
     """Register with the coordinator, wait for START, then play the whole run."""
-    ctx = zmq.Context()
-    sock = sockets.router(ctx)
-    if bind.endswith(":0"):
-        endpoint = sockets.bind_random(sock)
-    else:
-        sock.bind(bind)
-        endpoint = bind
-    inbox = Inbox("envserver", log, run=run_id)
-    out.logs.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox("envserver", "ss", run_id, ENVSERVER_ID, AuditLog(out.process_audit("envserver")))
-    link = CoordinatorLink(ctx, coordinator, "envserver", outbox, inbox)
-    try:
-        directory = link.register(advertise or endpoint, None, register_deadline_s)
-        server = EnvServer(ctx, directory, run_id, sock, endpoint, outbox, inbox, out, link.check_stop)
-        link.ready_and_wait_start(register_deadline_s)
-        log.info("START: serving %s to %d agents at %s", directory.config.env, directory.config.agents, endpoint)
-        try:
-            server.run()
-        except RunStopped:
-            raise  # the coordinator knows: it told us
-        except (Exception, Terminated) as err:
-            link.stop(f"error: {err}")
-            raise
-        link.stop("finished")
-    finally:
-        inbox.write_summary(out.logs / "envserver.received.json")
-        link.close()
-        sock.close()
-        outbox.log.close()
-        ctx.term()
+    run_service("envserver", ENVSERVER_ID, "ss", EnvServer, coordinator=coordinator, bind=bind, run_id=run_id,
+                out=out, log=log, advertise=advertise)

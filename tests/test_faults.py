@@ -107,8 +107,8 @@ def test_junk_at_the_env_server_and_coordinator_changes_nothing(tmp_path: Path) 
         coord = procs.start("coordinator", script("ss-coordinator"), *opts, "--bind", endpoint, "--out", str(out))
         env = procs.start("envserver", script("ss-envserver"), *common, "-v")
         agents = [procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common) for i in range(3)]
-        wait_until(lambda: "START: serving" in procs.log("envserver"), 300, "the env server to start")
-        env_endpoint = re.search(r"at (tcp://\S+)", procs.log("envserver").split("START: serving")[1]).group(1)
+        wait_until(lambda: "START: envserver serving" in procs.log("envserver"), 300, "the env server to start")
+        env_endpoint = re.search(r"START: envserver serving .* at (tcp://\S+)", procs.log("envserver")).group(1)
         stranger = Outbox("agent", "ss", "ssmarl", 0)  # claims to be agent 0, from its own connection
         try:
             for target in (env_endpoint, endpoint):

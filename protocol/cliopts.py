@@ -1,0 +1,33 @@
+"""The command-line options every process of a cluster shares (ss-agent, ss-envserver, ss-critic)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
+
+
+def process_options(socket: str, peers: str, writes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--coordinator --bind --advertise --out --run-id -v; `socket` names what --bind binds, `peers` who
+    dials it, `writes` what the process writes into --out."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed([
+            click.option("--coordinator", default=DEFAULT_COORDINATOR, show_default=True,
+                         help="Coordinator endpoint."),
+            click.option("--bind", default="tcp://127.0.0.1:0", show_default=True,
+                         help=f"Where to bind {socket} (port 0 = any free port)."),
+            click.option("--advertise", default=None, metavar="ENDPOINT",
+                         help=f"Endpoint {peers} should connect to, if not the bound one (NAT, containers, proxies)."),
+            click.option("--out", type=click.Path(file_okay=False), default="runs/latest", show_default=True,
+                         help=f"Run directory: writes {writes}."),
+            click.option("--run-id", default="ssmarl", show_default=True,
+                         help="Run id; messages of any other run are dropped. Must match the coordinator's."),
+            click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+        ]):
+            command = option(command)
+        return command
+
+    return decorate

@@ -1,0 +1,108 @@
+"""The lifecycle every server process shares (the env server, CL's central learner): bind a ROUTER,
+register with the coordinator, build the service from the DIRECTORY, wait for START, run it, report
+STOP (finished, or the error), and release sockets and logs whatever happens."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import zmq
+
+from protocol import sockets
+from protocol.audit import Outbox
+from protocol.auditlog import AuditLog
+from protocol.inbox import Inbox
+from protocol.logsetup import Terminated
+from protocol.messages import Message
+from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
+from protocol.rundir import RunDir
+
+
+class Service(Protocol):
+    def run(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a service is built from: its socket and endpoint, its outbox and inbox, the run."""
+
+    directory: Directory
+    sock: zmq.Socket
+    endpoint: str
+    outbox: Outbox
+    inbox: Inbox
+    run_dir: RunDir
+    check_stop: Callable[[], None]  # raises RunStopped once the coordinator has stopped the run
+
+
+def bind_router(ctx: zmq.Context, bind: str) -> tuple[zmq.Socket, str]:
+    """A ROUTER bound to `bind` (port 0: any free port) and its actual endpoint."""
+    sock = sockets.router(ctx)
+    if bind.endswith(":0"):
+        return sock, sockets.bind_random(sock)
+    sock.bind(bind)
+    return sock, bind
+
+
+def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *, coordinator: str, bind: str,
+          run_id: str, out: RunDir, log: logging.Logger, advertise: str | None = None,
+          register_deadline_s: float = 600.0) -> None:
+    """Run one server process of `role` from registration to STOP."""
+    ctx = zmq.Context()
+    sock, endpoint = bind_router(ctx, bind)
+    inbox = Inbox(role, log, run=run_id)
+    out.logs.mkdir(parents=True, exist_ok=True)
+    outbox = Outbox(role, algo, run_id, src, AuditLog(out.process_audit(role)))
+    link = CoordinatorLink(ctx, coordinator, role, outbox, inbox)
+    try:
+        directory = link.register(advertise or endpoint, None, register_deadline_s)
+        service = build(Served(directory, sock, endpoint, outbox, inbox, out, link.check_stop))
+        link.ready_and_wait_start(register_deadline_s)
+        log.info("START: %s serving %s to %d agents at %s", role, directory.config.env,
+                 directory.config.agents, endpoint)
+        try:
+            service.run()
+        except RunStopped:
+            raise  # the coordinator knows: it told us
+        except (Exception, Terminated) as err:
+            link.stop(f"error: {err}")
+            raise
+        link.stop("finished")
+    finally:
+        inbox.write_summary(out.logs / f"{role}.received.json")
+        link.close()
+        sock.close()
+        outbox.log.close()
+        ctx.term()
+
+
+class AgentRoutes:
+    """Valid agent messages off a ROUTER. An agent's route (routing id) is fixed by its first valid
+    message; another connection claiming the same agent is refused (a routing id is not an identity)."""
+
+    def __init__(self, sock: zmq.Socket, inbox: Inbox, agents: int):
+        self.sock = sock
+        self.inbox = inbox
+        self.agents = set(range(agents))
+        self.routes: dict[int, bytes] = {}  # agent id -> routing id
+
+    def receive(self, kinds: set) -> Message | None:
+        """Read one message (the socket must be readable); None if it was dropped (logged, counted)."""
+        parts = self.sock.recv_multipart()
+        if len(parts) != 2:
+            return self.inbox.drop("invalid", f"{len(parts) - 1} frames (expected 1)")
+        routing_id, frame = parts
+        msg = self.inbox.accept(frame, kinds=kinds, src=self.agents, origin=f"rid {routing_id.hex()}")
+        if msg is None:
+            return None
+        if self.routes.setdefault(msg.src, routing_id) != routing_id:
+            return self.inbox.drop("unknown_sender", f"agent {msg.src} claimed from a second connection")
+        return msg
+
+    def __getitem__(self, agent: int) -> bytes:
+        return self.routes[agent]
+
+    def __contains__(self, agent: int) -> bool:
+        return agent in self.routes

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import zmq
 
@@ -39,7 +39,6 @@ class Member:
     neighbors: tuple[int, ...] | None = None
     ready: bool = False
     stopped: str | None = None
-    last_seen: float = field(default_factory=time.monotonic)
 
 
 class RegistrationError(RuntimeError):
@@ -99,7 +98,6 @@ class Coordinator:
         if member is None or member.routing_id != routing_id:
             self.inbox.drop("unknown_sender", f"{msg.kind.value} from src {msg.src} before/without HELLO")
             return
-        member.last_seen = time.monotonic()
         if msg.kind is Kind.READY:
             member.ready = True
         elif msg.kind is Kind.STOP:

@@ -135,12 +135,3 @@ class Simulation:
         tmp = self.run_dir.world_checkpoint.with_suffix(".tmp")
         tmp.write_text(json.dumps({"update": update, "world": self.world.get_state()}))
         tmp.replace(self.run_dir.world_checkpoint)
-
-
-def run_sim(config: RunConfig, out: Path, progress: bool = True, resume: bool = True) -> Simulation:
-    """Run (or resume) an in-process simulation into `out`."""
-    sim = Simulation(config, out)
-    if resume:
-        sim.resume()
-    sim.run(progress=progress)
-    return sim

@@ -43,7 +43,6 @@ class EnvServer:
         self.while_waiting = served.check_stop  # raises if the coordinator stopped the run
         self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents)
         self.live = set(range(self.config.agents))
-        self.pending: dict[int, Message] = {}  # early messages for the next request we wait for
 
     # ---- receiving --------------------------------------------------------------------------
 

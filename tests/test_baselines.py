@@ -246,7 +246,7 @@ def test_ps_joint_ratio_with_no_neighbours_is_ppo_exactly() -> None:
 
 
 def test_ps_joint_ratio_by_hand() -> None:
-    R, A = 4, 2
+    R = 4
     p_own = torch.tensor([[0.5, 0.5], [0.2, 0.8], [0.9, 0.1], [0.6, 0.4]])
     p_j = torch.tensor([[0.3, 0.7], [0.5, 0.5], [0.25, 0.75], [0.8, 0.2]], requires_grad=True)
     a_i, beh_i = torch.tensor([0, 1, 0, 1]), torch.tensor([0.5, 0.5, 0.5, 0.5])

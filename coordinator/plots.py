@@ -178,7 +178,8 @@ def fig2_final_bars(groups: dict[Group, list[Run]], out: Path) -> Result:
         ticks = [f"{label}\n(n={len(f)})" for label, f in zip(labels, finals)]
         ax.bar(ticks, means, yerr=stds, capsize=4, color=[colour[label] for label in labels])
         for x, m in enumerate(means):
-            ax.text(x, m / 2, f"{m:.2f}", ha="center", va="center", color="white", fontweight="bold")
+            ax.text(x, m / 2, f"{m:.2f}", ha="center", va="center", color="white", fontweight="bold",
+                    rotation=90, fontsize=9)
         ax.set_title(f"{env}: final normalized return")
         ax.set_ylabel("mean of last 10% of updates")
         ax.axhline(0, color="black", lw=0.6)

@@ -60,7 +60,7 @@ class AgentProcess:
         self.run_dir.agent(self.me).mkdir(parents=True, exist_ok=True)
         self.ctx = zmq.Context()
         self.pub = sockets.xpub(self.ctx)
-        self.pub_endpoint = sockets.bind_random(self.pub) if opts.bind.endswith(":0") else self._bind(opts.bind)
+        self.pub_endpoint = sockets.bind(self.pub, opts.bind)
         self.audit_log = AuditLog(self.run_dir.audit(self.me), mode=opts.audit)
         self.inbox = Inbox(f"agent {self.me}", log, run=opts.run_id)
         # Until the DIRECTORY says which algorithm runs, only what every algorithm may send is allowed.
@@ -69,10 +69,6 @@ class AgentProcess:
         self.peers: PeerLink | None = None
         self.env: EnvLink | None = None
         self.central: LearnerLink | None = None  # CL only
-
-    def _bind(self, endpoint: str) -> str:
-        self.pub.bind(endpoint)
-        return endpoint
 
     def run(self) -> None:
         """Register, train to the end, report STOP; any failure is reported to the coordinator too."""

@@ -40,10 +40,7 @@ class Served:
 def bind_router(ctx: zmq.Context, bind: str) -> tuple[zmq.Socket, str]:
     """A ROUTER bound to `bind` (port 0: any free port) and its actual endpoint."""
     sock = sockets.router(ctx)
-    if bind.endswith(":0"):
-        return sock, sockets.bind_random(sock)
-    sock.bind(bind)
-    return sock, bind
+    return sock, sockets.bind(sock, bind)
 
 
 def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *, coordinator: str, bind: str,

@@ -55,6 +55,14 @@ def sub(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int 
     return _socket(ctx, zmq.SUB, max_msg_size, hwm, curve, server=False)
 
 
+def bind(sock: zmq.Socket, endpoint: str) -> str:
+    """Bind to `endpoint` and return the endpoint peers can dial; port 0 means any free port."""
+    if endpoint.endswith(":0"):
+        return bind_random(sock, endpoint.removeprefix("tcp://").rsplit(":", 1)[0])
+    sock.bind(endpoint)
+    return endpoint
+
+
 def bind_random(sock: zmq.Socket, host: str = "127.0.0.1") -> str:
     """Bind to a free TCP port on `host`; return the actual endpoint (tcp://host:port)."""
     sock.bind(f"tcp://{host}:*")

@@ -9,7 +9,6 @@ takes its K critic steps. It is the one process that sees every agent's reward, 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 import click
@@ -18,31 +17,23 @@ import torch
 from agent.central_critic import CentralCritic, check_report
 from agent.exchange import Body
 from agent.records import open_central_log
-from protocol.cliopts import process_options
-from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
+from protocol.cliopts import process_options, run_process
 from protocol.messages import CENTRAL_LEARNER_ID, Kind, Message
 from protocol.rundir import RunDir
-from protocol.service import AgentRoutes, Served
+from protocol.service import AgentFacing, Served
 from protocol.service import serve as run_service
 
 log = logging.getLogger("ss-critic")
 
 
-class CentralLearner:
+class CentralLearner(AgentFacing):
     """The central critic behind a bound ROUTER; routes are fixed by each agent's first valid message."""
 
     def __init__(self, served: Served):
+        super().__init__(served)
         directory = served.directory
-        self.config = directory.config
         self.spec = directory.spec
         self.critic = CentralCritic(directory.spec, directory.config)
-        self.sock = served.sock
-        self.endpoint = served.endpoint
-        self.outbox = served.outbox
-        self.inbox = served.inbox
-        self.run_dir = served.run_dir
-        self.while_waiting = served.check_stop  # raises if the coordinator stopped the run
-        self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents)
 
     def collect(self, update: int, deadline_s: float) -> list[Body]:
         """One valid REWARD of round `update` from every agent, in agent order; RuntimeError after the deadline."""
@@ -98,13 +89,7 @@ def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: s
     Each update it receives every agent's rewards and observations (REWARD) and answers each with the
     team advantage (ADV). Start it with a coordinator whose config has algo = "cl" (ss-cluster does).
     """
-    configure_logging(verbose)
-    raise_on_sigterm()
-    try:
-        serve(coordinator, bind, run_id, RunDir(out), advertise=advertise)
-    except (RuntimeError, TimeoutError, Terminated) as err:
-        click.echo(f"ss-critic: {err}", err=True)
-        sys.exit(1)
+    run_process("ss-critic", verbose, lambda: serve(coordinator, bind, run_id, RunDir(out), advertise=advertise))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from protocol.cliopts import process_options
+from protocol.cliopts import process_options, run_process
 from protocol.config import AUDIT_MODES
-from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
 
 def parse_ids(text: str | None) -> tuple[int, ...] | None:
     """'2,4' -> (2, 4); '' -> () (no neighbours); None -> None (take the topology from the coordinator)."""
@@ -40,12 +38,6 @@ def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, adve
     """
     from agent.process import AgentOptions, run_agent
 
-    configure_logging(verbose)
-    raise_on_sigterm()
     opts = AgentOptions(agent_id=agent_id, neighbors=parse_ids(neighbors), coordinator=coordinator,
                         bind=bind, advertise=advertise, out=Path(out), run_id=run_id, audit=audit)
-    try:
-        run_agent(opts)
-    except (RuntimeError, TimeoutError, Terminated) as err:
-        click.echo(f"ss-agent {agent_id}: {err}", err=True)
-        sys.exit(1)
+    run_process(f"ss-agent {agent_id}", verbose, lambda: run_agent(opts))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 
 import click
 
-from protocol.cliopts import process_options
-from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
+from protocol.cliopts import process_options, run_process
 
 @click.command(epilog="Example: ss-envserver --coordinator tcp://127.0.0.1:5550 --out runs/nav")
 @process_options("the env server's ROUTER", "agents", "metrics.csv (public per-batch metrics)")
@@ -21,10 +19,4 @@ def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: s
     from envserver.server import serve
     from protocol.rundir import RunDir
 
-    configure_logging(verbose)
-    raise_on_sigterm()
-    try:
-        serve(coordinator, bind, run_id, RunDir(out), advertise=advertise)
-    except (RuntimeError, TimeoutError, Terminated) as err:
-        click.echo(f"ss-envserver: {err}", err=True)
-        sys.exit(1)
+    run_process("ss-envserver", verbose, lambda: serve(coordinator, bind, run_id, RunDir(out), advertise=advertise))

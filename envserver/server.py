@@ -19,29 +19,22 @@ from envserver.worlds import StepResult, make_world
 from protocol.csvlog import CsvLog
 from protocol.messages import ENVSERVER_ID, Kind, Message
 from protocol.rundir import RunDir
-from protocol.service import AgentRoutes, Served
+from protocol.service import AgentFacing, Served
 from protocol.service import serve as run_service
 from protocol.topology import project_mask, resolve_neighbors
 
 log = logging.getLogger("ss-envserver")
 
 
-class EnvServer:
+class EnvServer(AgentFacing):
     """The world, a bound ROUTER, and the routing table learnt from validated agent messages."""
 
     def __init__(self, served: Served):
+        super().__init__(served)
         directory = served.directory
-        self.config = directory.config
         self.neighbors = resolve_neighbors(directory.config, directory.spec)
         self.world = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed)
         self.spec = self.world.spec
-        self.sock = served.sock
-        self.endpoint = served.endpoint
-        self.outbox = served.outbox
-        self.inbox = served.inbox
-        self.run_dir = served.run_dir
-        self.while_waiting = served.check_stop  # raises if the coordinator stopped the run
-        self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents)
         self.live = set(range(self.config.agents))
 
     # ---- receiving --------------------------------------------------------------------------

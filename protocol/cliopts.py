@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 import click
+
+from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
 
@@ -31,3 +34,15 @@ def process_options(socket: str, peers: str, writes: str) -> Callable[[Callable[
         return command
 
     return decorate
+
+
+def run_process(label: str, verbose: bool, body: Callable[[], None]) -> None:
+    """Run a cluster process's body with logging and SIGTERM handling; a runtime failure (a peer gone,
+    a deadline passed, a stop) ends it with one clear line and exit code 1 instead of a traceback."""
+    configure_logging(verbose)
+    raise_on_sigterm()
+    try:
+        body()
+    except (RuntimeError, TimeoutError, Terminated) as err:
+        click.echo(f"{label}: {err}", err=True)
+        sys.exit(1)

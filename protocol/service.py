@@ -75,6 +75,20 @@ def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *,
         ctx.term()
 
 
+class AgentFacing:
+    """Base of a service that agents talk to over its ROUTER: its socket, outbox, inbox and routes."""
+
+    def __init__(self, served: Served):
+        self.config = served.directory.config
+        self.sock = served.sock
+        self.endpoint = served.endpoint
+        self.outbox = served.outbox
+        self.inbox = served.inbox
+        self.run_dir = served.run_dir
+        self.while_waiting = served.check_stop  # raises if the coordinator stopped the run
+        self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents)
+
+
 class AgentRoutes:
     """Valid agent messages off a ROUTER. An agent's route (routing id) is fixed by its first valid
     message; another connection claiming the same agent is refused (a routing id is not an identity)."""

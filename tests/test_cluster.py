@@ -74,19 +74,27 @@ def test_pieces_started_by_hand_train_navigation(tmp_path: Path) -> None:
     assert len(train) == 3 and train[-1].split(",")[-2] == "0.0"  # no communication gaps
 
 
+def endless_cluster(procs: Processes, out: Path, updates: int) -> tuple[subprocess.Popen, list[dict]]:
+    """A 3-agent ss-cluster that would run for hours, once it has done `updates` updates."""
+    cluster = procs.start("cluster", script("ss-cluster"), "--env", "predation", "--agents", "3",
+                          "--episodes", "100000", "--batch", "4", "--out", str(out), "--no-progress")
+    wait_for_updates(out, updates)
+    return cluster, procs.adopt(out / "processes.json")
+
+
+def wait_all_ended(listed: list[dict]) -> None:
+    wait_until(lambda: not any(alive(p["pid"]) for p in listed), 30, "every cluster process to end")
+
+
 def test_a_failing_agent_stops_the_whole_cluster(tmp_path: Path) -> None:
     """Kill one agent mid-run: ss-cluster exits non-zero, names it, and leaves no process behind."""
-    out = tmp_path / "run"
     with Processes(tmp_path / "launcher") as procs:
-        cluster = procs.start("cluster", script("ss-cluster"), "--env", "predation", "--agents", "3",
-                              "--episodes", "100000", "--batch", "4", "--out", str(out), "--no-progress")
-        wait_for_updates(out, 2)
-        listed = procs.adopt(out / "processes.json")
+        cluster, listed = endless_cluster(procs, tmp_path / "run", 2)
         victim = next(p for p in listed if p["role"] == "agent" and p["id"] == 1)
         subprocess.run(["kill", "-9", str(victim["pid"])], check=True)
         assert cluster.wait(timeout=120) != 0
         assert "agent 1" in procs.log("cluster")
-        wait_until(lambda: not any(alive(p["pid"]) for p in listed), 30, "every cluster process to end")
+        wait_all_ended(listed)
 
 
 def test_agents_exit_with_a_clear_error_when_the_env_server_dies(tmp_path: Path) -> None:
@@ -109,16 +117,12 @@ def test_agents_exit_with_a_clear_error_when_the_env_server_dies(tmp_path: Path)
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
-    out = tmp_path / "run"
     with Processes(tmp_path / "launcher") as procs:
-        cluster = procs.start("cluster", script("ss-cluster"), "--env", "predation", "--agents", "3",
-                              "--episodes", "100000", "--batch", "4", "--out", str(out), "--no-progress")
-        wait_for_updates(out, 1)
-        listed = procs.adopt(out / "processes.json")
+        cluster, listed = endless_cluster(procs, tmp_path / "run", 1)
         cluster.send_signal(signal.SIGINT)
         assert cluster.wait(timeout=60) == 130
         assert "interrupted" in procs.log("cluster")
-        wait_until(lambda: not any(alive(p["pid"]) for p in listed), 30, "every cluster process to end")
+        wait_all_ended(listed)
 
 
 @pytest.mark.parametrize("env", ["cleanup", "harvest"])

@@ -20,7 +20,9 @@ restarted (cluster), and `<out>/results.csv` gets one row per finished cell.
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,18 +191,48 @@ def write_results(grid: Grid, all_cells: list[Cell]) -> Path:
     return path
 
 
-def run_grid(grid: Grid, progress: bool = True) -> dict[str, str]:
-    """Run every cell in order (writing results.csv after each); returns cell name -> what was done."""
+def run_grid(grid: Grid, progress: bool = True, jobs: int = 1) -> dict[str, str]:
+    """Run every cell, `jobs` at a time (writing results.csv after each); returns cell name -> what was done.
+
+    With jobs > 1 each cell runs in its own worker process (spawned, so no torch state is forked) and
+    only the overall bar is shown; a failed cell stops the grid once the cells already running end.
+    """
     todo = cells(grid)
     done: dict[str, str] = {}
-    bar = tqdm(todo, unit="cell", desc="grid", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    for cell in bar:
-        bar.set_postfix_str(cell.name)
-        done[cell.name] = run_cell(cell, grid.runner, progress=progress)
-        write_results(grid, todo)
+    bar = tqdm(total=len(todo), unit="cell", desc="grid", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+    if jobs == 1:
+        for cell in todo:
+            bar.set_postfix_str(cell.name)
+            done[cell.name] = run_cell(cell, grid.runner, progress=progress)
+            write_results(grid, todo)
+            bar.update()
+    else:
+        _run_parallel(grid, todo, jobs, done, bar)
     bar.close()
     write_results(grid, todo)
     return done
+
+
+def _run_parallel(grid: Grid, todo: list[Cell], jobs: int, done: dict[str, str], bar: tqdm) -> None:
+    """Run `todo` on a pool of `jobs` spawned workers, filling `done` as cells finish."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        running: dict[Future, Cell] = {pool.submit(run_cell, cell, grid.runner): cell for cell in todo}
+        try:
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell = running.pop(future)
+                    done[cell.name] = future.result()
+                    bar.update()
+                    if not bar.disable:  # the summary at the end lists every cell anyway
+                        bar.write(f"{cell.name:<40} {done[cell.name]}", file=sys.stderr)
+                write_results(grid, todo)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            write_results(grid, todo)
+            raise
 
 
 @click.command(name="ss-experiment", epilog="Example: ss-experiment grid.toml   (see the module docstring "
@@ -208,7 +240,9 @@ def run_grid(grid: Grid, progress: bool = True) -> dict[str, str]:
 @click.argument("grid_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in logs).")
 @click.option("--dry-run", is_flag=True, help="List the cells and their state; run nothing.")
-def main(grid_file: Path, no_progress: bool, dry_run: bool) -> None:
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Cells run at a time, each in its own process (e.g. the number of cores for sim cells).")
+def main(grid_file: Path, no_progress: bool, dry_run: bool, jobs: int) -> None:
     """Run the algorithms x envs x seeds of GRID_FILE, skipping finished cells and resuming others.
 
     \b
@@ -234,7 +268,7 @@ def main(grid_file: Path, no_progress: bool, dry_run: bool) -> None:
             click.echo(f"{cell.name:<40} {rows_done(cell)}/{cell.config.updates} updates  -> {cell.out}")
         return
     try:
-        done = run_grid(grid, progress=not no_progress)
+        done = run_grid(grid, progress=not no_progress, jobs=jobs)
     except RuntimeError as err:
         raise click.ClickException(str(err)) from err
     for name, what in done.items():

@@ -108,13 +108,33 @@ def test_grid_runs_skips_and_resumes(tmp_path):
     assert before == {c.name: (c.out / "metrics.csv").stat().st_mtime_ns for c in todo}
 
 
-def test_grid_refuses_a_cell_holding_another_config(tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_grid_refuses_a_cell_holding_another_config(tmp_path, jobs):
     grid = load_grid(write_grid(tmp_path, algos='["ss"]', seeds="[0]"))
     cell = cells(grid)[0]
     Simulation(dataclasses.replace(cell.config, episodes=4, rho=1.0), cell.out).run(progress=False)
-    result = subprocess.run([script("ss-experiment"), "--no-progress", str(tmp_path / "grid.toml")],
+    result = subprocess.run([script("ss-experiment"), "--no-progress", "--jobs", jobs, str(tmp_path / "grid.toml")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "different config (rho)" in result.stderr
+
+
+@pytest.mark.timeout(240)
+def test_parallel_cells_equal_sequential_ones(tmp_path):
+    """--jobs 2 runs cells in worker processes; every file it writes matches the sequential run's."""
+    runs = {}
+    for jobs in ("1", "2"):
+        root = tmp_path / f"jobs{jobs}"
+        root.mkdir()
+        grid_file = write_grid(root)
+        result = subprocess.run([script("ss-experiment"), "--no-progress", "--jobs", jobs, str(grid_file)],
+                                capture_output=True, text=True, timeout=220)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count(" ran") == 4
+        runs[jobs] = load_grid(grid_file)
+    assert (runs["1"].out / "results.csv").read_bytes() == (runs["2"].out / "results.csv").read_bytes()
+    for one, two in zip(cells(runs["1"]), cells(runs["2"])):
+        for name in ("metrics.csv", "agents/0/train.csv", "agents/1/train.csv"):
+            assert (one.out / name).read_bytes() == (two.out / name).read_bytes(), (one.name, name)
 
 
 @pytest.mark.timeout(120)

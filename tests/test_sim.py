@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from coordinator.sim import Simulation
-from protocol.config import PAPER_DEFAULTS, RunConfig, load_toml, resolve
+from protocol.config import PAPER_DEFAULTS, SHIPPED_DEFAULTS, RunConfig, load_toml, resolve
 from tests.procs import script
 
 
@@ -58,7 +58,7 @@ def test_config_precedence_cli_over_file_over_env_defaults(tmp_path: Path) -> No
     config = resolve({"env": "navigation", "seed": 3, "rho": 2.0}, {"seed": 9, "rho": None})
     assert (config.env, config.seed, config.rho) == ("navigation", 9, 2.0)
     assert config.agents == PAPER_DEFAULTS["navigation"].agents == 3
-    assert config.actor_lr == PAPER_DEFAULTS["navigation"].actor_lr
+    assert config.actor_lr == SHIPPED_DEFAULTS["navigation"].actor_lr == 1e-3
     paper = resolve(None, {"preset": "paper"})
     assert (paper.actor_lr, paper.critic_lr, paper.rho) == (1e-4, 1e-4, 0.1)
     shipped = resolve(None, {})

@@ -16,7 +16,7 @@ import torch
 
 from agent.central_critic import CentralCritic, check_report
 from agent.exchange import Body
-from agent.records import open_central_log
+from agent.records import open_central_log, save_checkpoint
 from protocol.cliopts import process_options, run_process
 from protocol.messages import CENTRAL_LEARNER_ID, Kind, Message
 from protocol.rundir import RunDir
@@ -69,7 +69,10 @@ class CentralLearner(AgentFacing):
                     self.outbox.send(self.sock, Kind.ADV, {"advantages": advantages}, dest=f"agent:{i}",
                                      endpoint=self.endpoint, routing_id=self.routes[i], round=update)
                 stats = self.critic.fit()
-                train_log.append({"update": update + 1, "episode": (update + 1) * self.config.batch, **stats})
+                episode = (update + 1) * self.config.batch
+                train_log.append({"update": update + 1, "episode": episode, **stats})
+                if (update + 1) % self.config.checkpoint_every == 0 or update + 1 == self.config.updates:
+                    save_checkpoint(self.run_dir.central_checkpoint, update + 1, episode, self.critic.state_dict())
         finally:
             train_log.close()
 
@@ -82,7 +85,7 @@ def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str 
 
 
 @click.command(epilog="Example: ss-critic --coordinator tcp://127.0.0.1:5550 --out runs/cl")
-@process_options("the central learner's ROUTER", "agents", "logs/learner.train.csv and logs/learner.audit.log")
+@process_options("the central learner's ROUTER", "agents", "logs/learner.{train.csv,checkpoint.pt,audit.log}")
 def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: str, verbose: bool) -> None:
     """Run CL's central learner: a critic on all agents' observations, trained on the sum of their rewards.
 

@@ -12,7 +12,7 @@ is the next row block's state, and `last_obs` (o[T]) ends the last block.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -78,6 +78,15 @@ class CentralCritic:
                            self.config.gamma, self.config.lam)
         self.states, self.targets = states, targets.reshape(-1)
         return adv.reshape(-1).numpy()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The critic's parameters and Adam state (all a resumed run needs: `fit` draws no randomness)."""
+        return {"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved."""
+        self.critic.load_state_dict(state["critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def fit(self) -> dict[str, float]:
         """K full-batch Adam steps on mean((V(s) - G)^2) (eq. 18), gradients clipped as the agents' are;

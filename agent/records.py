@@ -24,9 +24,9 @@ def open_train_log(path: Path, keep_until_episode: int | None) -> CsvLog:
     return CsvLog(path, TRAIN_COLUMNS, keep_until_episode)
 
 
-def open_central_log(run_dir: RunDir) -> CsvLog:
+def open_central_log(run_dir: RunDir, keep_until_episode: int | None = None) -> CsvLog:
     """CL's central learner's training log, DIR/logs/learner.train.csv (its critic's loss per update)."""
-    return CsvLog(run_dir.logs / "learner.train.csv", CENTRAL_COLUMNS)
+    return CsvLog(run_dir.logs / "learner.train.csv", CENTRAL_COLUMNS, keep_until_episode)
 
 
 def save_checkpoint(path: Path, update: int, episode: int, learner_state: dict[str, Any]) -> None:

@@ -43,6 +43,8 @@ class Simulation:
     def resume(self) -> int:
         """Load the last consistent checkpoint if there is one; returns the update to continue from."""
         states = [load_checkpoint(self.run_dir.checkpoint(i)) for i in range(self.config.agents)]
+        if self.central is not None:  # CL: the central critic's checkpoint must agree as well
+            states.append(load_checkpoint(self.run_dir.central_checkpoint))
         if all(s is None for s in states) or not self.run_dir.world_checkpoint.exists():
             return 0
         world_state = json.loads(self.run_dir.world_checkpoint.read_text())
@@ -51,11 +53,10 @@ class Simulation:
             raise RuntimeError(
                 f"{self.run_dir.root}: checkpoints disagree (updates {sorted(updates)}); cannot resume"
             )
-        if self.central is not None:
-            raise RuntimeError(f"{self.run_dir.root}: cannot resume a cl run (the central critic is not "
-                               "checkpointed); start it in a new directory")
         for learner, state in zip(self.learners, states):
             learner.load_state_dict(state["learner"])
+        if self.central is not None:
+            self.central.load_state_dict(states[-1]["learner"])
         self.world.set_state(world_state["world"])
         self.start_update = updates.pop()
         return self.start_update
@@ -70,7 +71,7 @@ class Simulation:
         metrics = CsvLog(rd.metrics, metric_columns(self.world), keep)
         train_logs = [open_train_log(rd.train(i), keep) for i in range(config.agents)]
         if self.central is not None:
-            train_logs.append(open_central_log(rd))
+            train_logs.append(open_central_log(rd, keep))
         bar = RunProgress(config, self.start_update, enabled=progress)
         try:
             for update in range(self.start_update, config.updates):
@@ -129,9 +130,12 @@ class Simulation:
         return [learner for learner in self.learners if isinstance(learner, CLLearner)]
 
     def checkpoint(self, update: int, episode: int) -> None:
-        """Every learner's checkpoint, then the world's (the resume point is consistent only when all agree)."""
+        """Every learner's checkpoint (CL: and the central critic's), then the world's (the resume point is
+        consistent only when all agree)."""
         for i, learner in enumerate(self.learners):
             save_checkpoint(self.run_dir.checkpoint(i), update, episode, learner.state_dict())
+        if self.central is not None:
+            save_checkpoint(self.run_dir.central_checkpoint, update, episode, self.central.state_dict())
         tmp = self.run_dir.world_checkpoint.with_suffix(".tmp")
         tmp.write_text(json.dumps({"update": update, "world": self.world.get_state()}))
         tmp.replace(self.run_dir.world_checkpoint)

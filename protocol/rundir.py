@@ -31,6 +31,11 @@ class RunDir:
     def world_checkpoint(self) -> Path:
         return self.root / "world_checkpoint.json"
 
+    @property
+    def central_checkpoint(self) -> Path:
+        """CL's central learner's critic and Adam state (its files live beside its logs)."""
+        return self.logs / "learner.checkpoint.pt"
+
     def agent(self, agent_id: int) -> Path:
         return self.root / "agents" / str(agent_id)
 

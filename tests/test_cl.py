@@ -14,9 +14,10 @@ import torch
 from agent.baselines import make_learner
 from agent.baselines.cl import CLLearner
 from agent.central_critic import CentralCritic, check_report
+from coordinator.sim import Simulation
 from protocol.auditverify import verify_log
 from protocol.codec import ProtocolError, decode, encode
-from protocol.config import RunConfig
+from protocol.config import RunConfig, resolve
 from protocol.messages import Kind, Message
 from protocol.rundir import RunDir
 from protocol.spec import WorldSpec
@@ -122,6 +123,10 @@ def test_cl_cluster_matches_sim_and_the_audit_shows_every_reward_going_to_the_le
     for i in range(AGENTS):
         assert (out / f"agents/{i}/train.csv").read_bytes() == (sim / f"agents/{i}/train.csv").read_bytes()
     assert (out / "logs/learner.train.csv").read_bytes() == (sim / "logs/learner.train.csv").read_bytes()
+    sim_critic, cluster_critic = (torch.load(d / "logs/learner.checkpoint.pt") for d in (sim, out))
+    assert sim_critic["update"] == cluster_critic["update"] == 2
+    for name, value in sim_critic["learner"]["critic"].items():
+        assert torch.equal(value, cluster_critic["learner"]["critic"][name]), name
 
     audit = subprocess.run([script("ss-audit"), str(out), "--verify", "--json"], capture_output=True, text=True,
                            timeout=60)
@@ -138,3 +143,25 @@ def test_cl_cluster_matches_sim_and_the_audit_shows_every_reward_going_to_the_le
     records = [json.loads(line) for line in learner_log.read_text().splitlines()]
     adv = sorted(r["dest"] for r in records if r["kind"] == "ADV")
     assert adv == sorted(f"agent:{i}" for i in range(AGENTS) for _ in range(2))  # the team advantage, per update
+
+
+def test_cl_sim_resumes_bit_identically_with_the_central_critic(tmp_path: Path) -> None:
+    """Stopped after 2 of 4 updates and resumed: the same files, and the same central critic, as one run."""
+    def config(episodes: int) -> RunConfig:
+        return resolve(None, {"env": "predation", "agents": 2, "episodes": episodes, "batch": 2, "seed": 4,
+                              "algo": "cl", "hidden": [16], "checkpoint_every": 1})
+
+    straight = Simulation(config(8), tmp_path / "straight")
+    straight.run(progress=False)
+    Simulation(config(4), tmp_path / "resumed").run(progress=False)
+    resumed = Simulation(config(8), tmp_path / "resumed")
+    assert resumed.resume() == 2
+    resumed.run(progress=False)
+    for name in ("metrics.csv", "agents/0/train.csv", "agents/1/train.csv", "logs/learner.train.csv"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+    for a, b in zip(straight.central.critic.parameters(), resumed.central.critic.parameters()):
+        assert torch.equal(a, b)
+
+    (tmp_path / "resumed/logs/learner.checkpoint.pt").unlink()
+    with pytest.raises(RuntimeError, match="checkpoints disagree"):
+        Simulation(config(8), tmp_path / "resumed").resume()

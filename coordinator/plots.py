@@ -30,6 +30,7 @@ from protocol.csvlog import read_rows  # noqa: E402
 from protocol.rundir import RunDir  # noqa: E402
 
 STUDY_FIELDS = ("partners", "comm_every")  # config fields of the partner / communication study (Fig. 8)
+STUDY_DEFAULTS = {"partners": 0, "comm_every": 1}  # every neighbour, every update
 CURVE_POINTS = 100  # curves are smoothed with a moving average of len/CURVE_POINTS updates
 
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
@@ -317,27 +318,36 @@ def fig5_suggestions(groups: dict[Group, list[Run]], out: Path) -> Result:
 
 
 def fig8_partner_study(groups: dict[Group, list[Run]], out: Path) -> Result:
-    """Fig. 8: final normalised return vs the number of partners / the communication period (fields that vary)."""
+    """Fig. 8: training curves of one env and algo per study field that varies (m partners, communication
+    period k), each value against the runs that keep the other field at its default."""
     runs = [r for rs in groups.values() for r in rs]
-    fields = [f for f in STUDY_FIELDS if len({str(r.config[f]) for r in runs if f in r.config}) > 1]
+    fields = [f for f in STUDY_FIELDS if len({study_value(r, f) for r in runs}) > 1]
     if not fields:
         return f"no runs that differ in {' or '.join(STUDY_FIELDS)}"
     fig, axes = panels(len(fields))
     for ax, name in zip(axes, fields):
-        by_group: dict[Group, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for r in runs:
-            if name in r.config:
-                by_group[(r.env, str(r.config.get("algo")))][float(r.config[name])].append(
-                    final_metrics(r.path)["normalized_return"])
-        for (env, algo), points in sorted(by_group.items()):
-            xs = sorted(points)
-            ax.errorbar(xs, [np.mean(points[x]) for x in xs], yerr=[np.std(points[x]) for x in xs],
-                        marker="o", capsize=3, label=f"{env}: {algo}")
-        ax.set_title(f"final normalized return vs {name}")
-        ax.set_xlabel(name)
-        ax.set_ylabel("final normalized return")
+        for (env, algo, value), rs in sorted(study_groups(runs, name).items()):
+            shown = "all" if name == "partners" and value == 0 else value
+            band(ax, rs, metric("normalized_return"), f"{env} {algo}, {name}={shown}")
+        ax.set_title(f"{'fewer partners' if name == 'partners' else 'less frequent communication'}")
+        episode_axis(ax, "normalized return")
         ax.legend()
     return save(fig, out, "fig8_partner_study")
+
+
+def study_groups(runs: list[Run], field: str) -> dict[tuple[str, str, int], list[Run]]:
+    """Runs by (env, algo, value of `field`), among those that keep every other study field at its default."""
+    others = [f for f in STUDY_FIELDS if f != field]
+    groups: dict[tuple[str, str, int], list[Run]] = defaultdict(list)
+    for r in runs:
+        if all(study_value(r, f) == STUDY_DEFAULTS[f] for f in others):
+            groups[(r.env, str(r.config.get("algo")), study_value(r, field))].append(r)
+    return dict(groups)
+
+
+def study_value(run: Run, field: str) -> int:
+    """The run's partners / comm_every (older configs without the field: its default)."""
+    return int(run.config.get(field, STUDY_DEFAULTS[field]))
 
 
 FIGURES: dict[str, Callable[[dict[Group, list[Run]], Path], Result]] = {

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from coordinator.experiment import parse_grid, run_grid
-from coordinator.plots import Run, approach_share, find_runs, group_runs, plot_all, run_label
+from coordinator.plots import Run, approach_share, find_runs, group_runs, plot_all, run_label, study_groups
 from protocol.auditlog import AuditLog
 from protocol.codec import encode
 from protocol.config import RunConfig, load_toml, write_toml
@@ -55,6 +55,20 @@ def test_every_figure_is_written_or_skipped_with_a_reason(grid_root, tmp_path):
 
     study = plot_all([grid_root / "study"], tmp_path / "study", only=("8", "3"))
     assert set(study) == {"3", "8"} and study["8"][0].name == "fig8_partner_study.png"
+
+
+def test_the_study_compares_each_protocol_with_runs_that_keep_the_other_at_its_default():
+    def run(name: str, **study) -> Run:
+        return Run(Path(name), name, {"env": "predation", "algo": "ss", **study}, [])
+
+    plain, old, partners2, every2, both = (run("plain", partners=0, comm_every=1), run("old"),
+                                           run("p2", partners=2), run("e2", comm_every=2),
+                                           run("both", partners=2, comm_every=2))
+    runs = [plain, old, partners2, every2, both]
+    assert study_groups(runs, "partners") == {("predation", "ss", 0): [plain, old],
+                                              ("predation", "ss", 2): [partners2]}
+    assert study_groups(runs, "comm_every") == {("predation", "ss", 1): [plain, old],
+                                                ("predation", "ss", 2): [every2]}
 
 
 def test_figures_are_skipped_without_their_runs(grid_root, tmp_path):

@@ -16,7 +16,8 @@ import torch
 
 from agent.central_critic import CentralCritic, check_report
 from agent.exchange import Body
-from agent.records import open_central_log, save_checkpoint
+from agent.records import load_checkpoints, open_central_log, save_checkpoint
+from protocol.checkpoints import restore
 from protocol.cliopts import process_options, run_process
 from protocol.messages import CENTRAL_LEARNER_ID, Kind, Message
 from protocol.rundir import RunDir
@@ -34,6 +35,7 @@ class CentralLearner(AgentFacing):
         directory = served.directory
         self.spec = directory.spec
         self.critic = CentralCritic(directory.spec, directory.config)
+        self.saved = load_checkpoints(self.run_dir.central_checkpoint)
 
     def collect(self, update: int, deadline_s: float) -> list[Body]:
         """One valid REWARD of round `update` from every agent, in agent order; RuntimeError after the deadline."""
@@ -58,11 +60,16 @@ class CentralLearner(AgentFacing):
             raise RuntimeError(f"no REWARD of update {update} from agents {missing} within {deadline_s:.0f}s")
         return [got[i].body for i in sorted(got)]
 
-    def run(self) -> None:
-        """Every update: REWARDs in, team advantage out to each agent (ADV), then the K critic steps."""
-        train_log = open_central_log(self.run_dir)
+    def checkpoints(self) -> list[int]:
+        return sorted(self.saved)
+
+    def run(self, start: int) -> None:
+        """Every update from `start`: REWARDs in, team advantage out to each agent (ADV), then the K critic steps."""
+        restore(lambda state: self.critic.load_state_dict(state["learner"]), self.saved, start,
+                self.run_dir.central_checkpoint)
+        train_log = open_central_log(self.run_dir, start * self.config.batch if start else None)
         try:
-            for update in range(self.config.updates):
+            for update in range(start, self.config.updates):
                 # a whole rollout lies between two updates' REWARDs: the reset deadline bounds the wait
                 advantages = self.critic.advantages(self.collect(update, self.config.reset_deadline_s))
                 for i in range(self.config.agents):

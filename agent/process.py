@@ -23,10 +23,11 @@ from agent.env_link import EnvLink
 from agent.learner_link import LearnerLink
 from agent.ppo import PPOLearner
 from agent.peer_link import PeerLink
-from agent.records import open_train_log, save_checkpoint
+from agent.records import load_checkpoints, open_train_log, save_checkpoint
 from protocol import sockets
 from protocol.audit import Outbox
 from protocol.auditlog import AuditLog
+from protocol.checkpoints import restore
 from protocol.inbox import Inbox
 from protocol.logsetup import Terminated
 from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
@@ -90,10 +91,14 @@ class AgentProcess:
                 raise RuntimeError("algo cl, but the DIRECTORY names no central learner")
             self.central = LearnerLink(self.ctx, directory.learner, self.outbox, self.inbox,
                                        directory.spec.horizon * directory.spec.batch, self.coordinator.check_stop)
-        self.coordinator.ready_and_wait_start(self.opts.register_deadline_s)
-        log.info("agent %d: START (%s, neighbours %s)", self.me, config.algo, list(directory.neighbors))
+        saved = load_checkpoints(self.run_dir.checkpoint(self.me)) if directory.resume else {}
+        start = self.coordinator.ready_and_wait_start(self.opts.register_deadline_s, checkpoints=saved.keys())
+        log.info("agent %d: START (%s, neighbours %s)%s", self.me, config.algo, list(directory.neighbors),
+                 f", resuming from update {start}" if start else "")
         try:
-            self.train(learner, directory)
+            restore(lambda state: learner.load_state_dict(state["learner"]), saved, start,
+                    self.run_dir.checkpoint(self.me))
+            self.train(learner, directory, start)
         except RunStopped:
             raise  # the coordinator knows: it told us
         except (Exception, Terminated) as err:
@@ -101,12 +106,13 @@ class AgentProcess:
             raise
         self.coordinator.stop("finished")
 
-    def train(self, learner: PPOLearner, directory: Directory) -> None:
+    def train(self, learner: PPOLearner, directory: Directory, start: int) -> None:
+        """Updates `start` .. config.updates - 1, checkpointing on the run's schedule."""
         config, spec = directory.config, directory.spec
         rows = spec.horizon * spec.batch
-        train_log = open_train_log(self.run_dir.train(self.me), None)
+        train_log = open_train_log(self.run_dir.train(self.me), start * config.batch if start else None)
         try:
-            for update in range(config.updates):
+            for update in range(start, config.updates):
                 self.rollout(learner, update, config.step_deadline_s, config.reset_deadline_s, spec.horizon)
                 if isinstance(learner, CLLearner):
                     learner.receive_advantages(self.central.advantages(update, learner.report(),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from protocol.checkpoints import save_keeping_previous, versions
 from protocol.csvlog import CsvLog
 from protocol.rundir import RunDir
 
@@ -30,14 +30,12 @@ def open_central_log(run_dir: RunDir, keep_until_episode: int | None = None) -> 
 
 
 def save_checkpoint(path: Path, update: int, episode: int, learner_state: dict[str, Any]) -> None:
-    """Write atomically: a crash leaves either the old or the new checkpoint, never a torn one."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"update": update, "episode": episode, "learner": learner_state}, tmp)
-    os.replace(tmp, path)
+    """Write atomically, keeping the previous version (protocol/checkpoints.py): never a torn file."""
+    save_keeping_previous(path, lambda tmp: torch.save({"update": update, "episode": episode,
+                                                        "learner": learner_state}, tmp))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The saved checkpoint, or None if there is none."""
-    if not path.exists():
-        return None
-    return torch.load(path, weights_only=False)
+def load_checkpoints(path: Path) -> dict[int, dict[str, Any]]:
+    """The saved versions (current and previous) by update; {} if there are none."""
+    return versions(path, lambda p: torch.load(p, weights_only=False))
+

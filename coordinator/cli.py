@@ -107,17 +107,21 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
 
 @click.command(epilog="Example: ss-cluster --env predation --agents 8 --episodes 200 --out runs/demo")
 @run_options
+@click.option("--no-resume", is_flag=True, help="Start over even if --out holds checkpoints.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in logs).")
-def cluster_main(config: RunConfig, out: Path, no_progress: bool) -> None:
+def cluster_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool) -> None:
     """Run a local cluster: the coordinator, the env server and one OS process per agent.
 
     Same options and same run directory as `ss-sim` (plus processes.json and logs/<process>.log);
-    same seed gives bit-identical metrics.csv and parameters. Ctrl-C, or any process failing, stops
-    every process; the exit code is non-zero and the failing process's last log lines are printed.
+    same seed gives bit-identical metrics.csv and parameters. Like `ss-sim` it resumes from the newest
+    checkpoint every process in --out holds. Ctrl-C, or any process failing, stops every process; the
+    exit code is non-zero and the failing process's last log lines are printed.
     """
     from coordinator.launcher import run_cluster
 
-    code = run_cluster(config, out, progress=not no_progress)
+    if not no_resume:
+        check_resumable(config, out)
+    code = run_cluster(config, out, progress=not no_progress, resume=not no_resume)
     if code == 0:
         click.echo(f"done: {config.updates} updates ({config.updates * config.batch} episodes) -> {out}", err=True)
     sys.exit(code)
@@ -128,22 +132,27 @@ def cluster_main(config: RunConfig, out: Path, no_progress: bool) -> None:
 @click.option("--bind", default="tcp://127.0.0.1:5550", show_default=True, help="Endpoint to listen on.")
 @click.option("--run-id", default="ssmarl", show_default=True,
               help="Run id; every process of the run must be started with the same one.")
+@click.option("--no-resume", is_flag=True,
+              help="Start over: tell every process to ignore (and replace) its checkpoints.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, verbose: bool) -> None:
+def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_resume: bool, verbose: bool) -> None:
     """Rendezvous, directory and lifecycle for a cluster; never sees a learning payload.
 
     Waits for the env server and all --agents agents to register, sends each its directory (the
     config, the world spec, its neighbours' endpoints), broadcasts START once all are READY, and
-    exits when all have finished. The run does not depend on it after START.
+    exits when all have finished. The run does not depend on it after START. Unless --no-resume, the
+    run continues from the newest update of which every process holds a checkpoint (each reads its own).
     """
     from coordinator.server import Coordinator
     from protocol.logsetup import configure_logging
 
     configure_logging(verbose)
+    if not no_resume:
+        check_resumable(config, out)
     rd = RunDir(out)
     rd.make(config.agents)
     write_toml(config, rd.config)  # at once, so scripts can read the resolved run (e.g. the agent count)
-    coordinator = Coordinator(config, run_id, bind, rd)
+    coordinator = Coordinator(config, run_id, bind, rd, resume=not no_resume)
     try:
         code = coordinator.run()
     finally:

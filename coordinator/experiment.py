@@ -13,8 +13,8 @@ A grid file names the cells; each cell is one run directory `<out>/<env>/<label>
     agents = 8
 
 Config precedence per cell: env defaults < [common] < [env.<env>] < the algo entry < env and seed.
-Finished cells (metrics.csv holds config.updates rows) are skipped, unfinished ones resumed (sim) or
-restarted (cluster), and `<out>/results.csv` gets one row per finished cell.
+Finished cells (metrics.csv holds config.updates rows) are skipped, unfinished ones resumed from their
+checkpoints (sim and cluster alike), and `<out>/results.csv` gets one row per finished cell.
 """
 
 from __future__ import annotations
@@ -157,14 +157,15 @@ def rows_done(cell: Cell) -> int:
 
 def run_cell(cell: Cell, runner: str, progress: bool = False) -> str:
     """Run, resume or skip one cell; returns what was done ("skipped", "ran", "resumed from update U")."""
-    if rows_done(cell) >= cell.config.updates:
+    done_before = rows_done(cell)
+    if done_before >= cell.config.updates:
         return "skipped"
     check_resumable(cell.config, cell.out)
-    if runner == "cluster":  # agents do not resume from checkpoints: the cell starts over
+    if runner == "cluster":  # every process resumes from its own checkpoints (logs/coordinator.log says where)
         code = run_cluster(cell.config, cell.out, progress=progress)
         if code != 0:
             raise RuntimeError(f"cell {cell.name}: ss-cluster exited with code {code} (logs in {cell.out}/logs)")
-        return "ran"
+        return "resumed from its checkpoints" if done_before else "ran"
     sim = Simulation(cell.config, cell.out)
     start = sim.resume()
     sim.run(progress=progress)

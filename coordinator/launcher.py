@@ -71,8 +71,9 @@ class Child:
 class Cluster:
     """Builds the command lines, starts the children, watches them, and stops them all."""
 
-    def __init__(self, config: RunConfig, out: Path, run_id: str | None = None):
+    def __init__(self, config: RunConfig, out: Path, run_id: str | None = None, resume: bool = True):
         self.config = config
+        self.resume = resume
         self.run_dir = RunDir(out)
         self.run_id = run_id or f"run-{secrets.token_hex(4)}"
         self.coordinator = f"tcp://127.0.0.1:{free_port()}"
@@ -83,7 +84,8 @@ class Cluster:
         common = ["--out", str(rd.root), "--run-id", self.run_id]
         children = [
             Child("coordinator", None, [py, "-m", "coordinator", "--config", str(rd.config),
-                                        "--bind", self.coordinator, *common], logs / "coordinator.log"),
+                                        "--bind", self.coordinator, *common,
+                                        *([] if self.resume else ["--no-resume"])], logs / "coordinator.log"),
             Child("envserver", None, [py, "-m", "envserver", "--coordinator", self.coordinator, *common],
                   logs / "envserver.log"),
         ]
@@ -146,9 +148,10 @@ class Cluster:
                 child.proc.wait()
 
 
-def run_cluster(config: RunConfig, out: Path, progress: bool = True) -> int:
-    """Start, watch and stop a local cluster; returns the exit code for `ss-cluster`."""
-    cluster = Cluster(config, out)
+def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: bool = True) -> int:
+    """Start, watch and stop a local cluster (continuing from its checkpoints unless `resume` is False);
+    returns the exit code for `ss-cluster`."""
+    cluster = Cluster(config, out, resume=resume)
     cluster.start()
     try:
         failed = cluster.wait(progress)

@@ -17,8 +17,9 @@ from PIL import Image
 
 from agent.baselines import make_learner
 from agent.ppo import PPOLearner
-from agent.records import load_checkpoint
+from agent.records import load_checkpoints
 from envserver.worlds import World, WorldSpec, make_world
+from protocol.checkpoints import resume_point
 from protocol.config import RunConfig, load_toml
 from protocol.rundir import RunDir
 from protocol.topology import project_mask, resolve_neighbors
@@ -39,14 +40,16 @@ def with_time_bar(frame: np.ndarray, t: int, horizon: int) -> np.ndarray:
 
 def load_learners(run_dir: RunDir, config: RunConfig, spec: WorldSpec,
                   neighbors: dict[int, tuple[int, ...]]) -> list[PPOLearner]:
-    """Every agent's learner for a world with this spec, restored from its checkpoint."""
-    learners = []
-    for i in range(config.agents):
-        state = load_checkpoint(run_dir.checkpoint(i))
-        if state is None:
+    """Every agent's learner for a world with this spec, restored from the newest checkpoint all agents hold."""
+    saved = [load_checkpoints(run_dir.checkpoint(i)) for i in range(config.agents)]
+    for i, states in enumerate(saved):
+        if not states:
             raise FileNotFoundError(f"{run_dir.checkpoint(i)}: no checkpoint; train the run first")
+    update = resume_point({f"agent {i}": set(states) for i, states in enumerate(saved)})
+    learners = []
+    for i, states in enumerate(saved):
         learner = make_learner(i, spec, neighbors[i], config)
-        learner.load_state_dict(state["learner"])
+        learner.load_state_dict(states[update]["learner"])
         learners.append(learner)
     return learners
 

@@ -4,7 +4,8 @@ Protocol (DESIGN.md section 6): every agent and the env server (and, for algo cl
 sends HELLO (its endpoint, optionally its neighbour list); once all N agents and the servers are
 registered, each gets a DIRECTORY (the resolved run config, the world spec, its neighbours and their
 endpoints, the env server's endpoint, and the central learner's for cl);
-each reports READY once its links are up; then START is broadcast. After START the coordinator only
+each reports READY once its links are up (when resuming, with the updates it holds checkpoints of); then
+START is broadcast with the newest update every process holds (protocol/checkpoints.py), or 0. After START the coordinator only
 watches (HEARTBEAT, STOP); the run does not depend on it.
 """
 
@@ -22,6 +23,7 @@ from envserver.worlds import make_world
 from protocol import sockets
 from protocol.audit import Outbox
 from protocol.auditlog import AuditLog
+from protocol.checkpoints import resume_point
 from protocol.config import RunConfig, write_toml
 from protocol.inbox import Inbox
 from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, Kind
@@ -38,6 +40,7 @@ class Member:
     endpoint: str
     neighbors: tuple[int, ...] | None = None
     ready: bool = False
+    checkpoints: tuple[int, ...] = ()  # updates it can resume from (READY)
     stopped: str | None = None
 
 
@@ -48,8 +51,9 @@ class RegistrationError(RuntimeError):
 class Coordinator:
     """Holds the run config, the directory and the topology; drives HELLO -> DIRECTORY -> READY -> START."""
 
-    def __init__(self, config: RunConfig, run_id: str, bind: str, run_dir: RunDir):
+    def __init__(self, config: RunConfig, run_id: str, bind: str, run_dir: RunDir, resume: bool = True):
         self.config = config
+        self.resume = resume
         self.run_id = run_id
         self.run_dir = run_dir
         self.ctx = zmq.Context()
@@ -100,6 +104,7 @@ class Coordinator:
             return
         if msg.kind is Kind.READY:
             member.ready = True
+            member.checkpoints = tuple(msg.body.get("checkpoints", ()))
         elif msg.kind is Kind.STOP:
             member.stopped = msg.body["reason"]
             log.info("%s stopped: %s", name(msg.src), member.stopped)
@@ -158,6 +163,7 @@ class Coordinator:
                 "peers": {str(j): self.members[j].endpoint for j in mine},
                 "envserver": envserver,
                 **({"learner": learner.endpoint} if learner is not None else {}),
+                "resume": self.resume,
             }
             self.send(member, Kind.DIRECTORY, body)
 
@@ -187,13 +193,14 @@ class Coordinator:
             self.send_directories()
             self.wait_for(lambda: all(m.ready for m in self.members.values()), "READY from all",
                           register_deadline_s)
+            update = self.resume_point()
         except RegistrationError as err:
-            log.error("%s", err)
+            self.stop_everyone(str(err))
             return 1
         for member in self.members.values():
-            self.send(member, Kind.START, {})
+            self.send(member, Kind.START, {"update": update})
         self.started = True
-        log.info("START sent to %d processes", n)
+        log.info("START sent to %d processes%s", n, f" (resuming from update {update})" if update else "")
         while not all(m.stopped for m in self.members.values()):
             self.poll(1000)
         failed = {name(i): m.stopped for i, m in self.members.items() if m.stopped != "finished"}
@@ -202,6 +209,13 @@ class Coordinator:
             return 1
         log.info("all processes finished")
         return 0
+
+    def resume_point(self) -> int:
+        """The update every process continues from: the newest one all hold checkpoints of, else 0."""
+        try:
+            return resume_point({name(i): set(m.checkpoints) for i, m in sorted(self.members.items())})
+        except ValueError as err:
+            raise RegistrationError(f"{err}; start over with --no-resume, or into another --out") from err
 
     def close(self) -> None:
         self.sock.close()

@@ -6,7 +6,6 @@ code the agent processes run, with the same seeds, in the same order of operatio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,12 @@ from agent.exchange import route_in_memory
 from agent.baselines import make_learner
 from agent.baselines.cl import CLLearner
 from agent.central_critic import CentralCritic
-from agent.records import load_checkpoint, open_central_log, open_train_log, save_checkpoint
+from agent.records import load_checkpoints, open_central_log, open_train_log, save_checkpoint
 from coordinator.progress import RunProgress
 from protocol.topology import project_mask, resolve_neighbors
 from envserver.metrics import BatchReturns, metric_columns
 from envserver.worlds import World, make_world
+from protocol.checkpoints import discard, read_json, resume_point, save_json, versions
 from protocol.config import RunConfig, write_toml
 from protocol.csvlog import CsvLog
 from protocol.rundir import RunDir
@@ -41,25 +41,25 @@ class Simulation:
         self.start_update = 0
 
     def resume(self) -> int:
-        """Load the last consistent checkpoint if there is one; returns the update to continue from."""
-        states = [load_checkpoint(self.run_dir.checkpoint(i)) for i in range(self.config.agents)]
+        """Load the newest checkpoint that every learner and the world hold (protocol/checkpoints.py), if
+        any; returns the update to continue from. RuntimeError if they hold none in common."""
+        saved = {f"agent {i}": load_checkpoints(self.run_dir.checkpoint(i)) for i in range(self.config.agents)}
         if self.central is not None:  # CL: the central critic's checkpoint must agree as well
-            states.append(load_checkpoint(self.run_dir.central_checkpoint))
-        if all(s is None for s in states) or not self.run_dir.world_checkpoint.exists():
+            saved["central learner"] = load_checkpoints(self.run_dir.central_checkpoint)
+        saved["world"] = versions(self.run_dir.world_checkpoint, read_json)
+        try:
+            update = resume_point({name: set(states) for name, states in saved.items()})
+        except ValueError as err:
+            raise RuntimeError(f"{self.run_dir.root}: {err}") from err
+        if update == 0:
             return 0
-        world_state = json.loads(self.run_dir.world_checkpoint.read_text())
-        updates = {s["update"] for s in states if s is not None} | {world_state["update"]}
-        if any(s is None for s in states) or len(updates) != 1:
-            raise RuntimeError(
-                f"{self.run_dir.root}: checkpoints disagree (updates {sorted(updates)}); cannot resume"
-            )
-        for learner, state in zip(self.learners, states):
-            learner.load_state_dict(state["learner"])
+        for i, learner in enumerate(self.learners):
+            learner.load_state_dict(saved[f"agent {i}"][update]["learner"])
         if self.central is not None:
-            self.central.load_state_dict(states[-1]["learner"])
-        self.world.set_state(world_state["world"])
-        self.start_update = updates.pop()
-        return self.start_update
+            self.central.load_state_dict(saved["central learner"][update]["learner"])
+        self.world.set_state(saved["world"][update]["world"])
+        self.start_update = update
+        return update
 
     def run(self, progress: bool = True) -> None:
         """Train for config.updates episode batches, writing metrics, train logs and checkpoints."""
@@ -67,6 +67,9 @@ class Simulation:
         config, rd = self.config, self.run_dir
         rd.make(config.agents)
         write_toml(config, rd.config)
+        if not self.start_update:  # a fresh run: never resume into an older run's checkpoints later
+            for path in (*map(rd.checkpoint, range(config.agents)), rd.central_checkpoint, rd.world_checkpoint):
+                discard(path)
         keep = self.start_update * config.batch if self.start_update else None
         metrics = CsvLog(rd.metrics, metric_columns(self.world), keep)
         train_logs = [open_train_log(rd.train(i), keep) for i in range(config.agents)]
@@ -136,6 +139,4 @@ class Simulation:
             save_checkpoint(self.run_dir.checkpoint(i), update, episode, learner.state_dict())
         if self.central is not None:
             save_checkpoint(self.run_dir.central_checkpoint, update, episode, self.central.state_dict())
-        tmp = self.run_dir.world_checkpoint.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"update": update, "world": self.world.get_state()}))
-        tmp.replace(self.run_dir.world_checkpoint)
+        save_json(self.run_dir.world_checkpoint, {"update": update, "world": self.world.get_state()})

@@ -16,6 +16,7 @@ import zmq
 
 from envserver.metrics import BatchReturns, metric_columns
 from envserver.worlds import StepResult, make_world
+from protocol.checkpoints import read_json, restore, save_json, versions
 from protocol.csvlog import CsvLog
 from protocol.messages import ENVSERVER_ID, Kind, Message
 from protocol.rundir import RunDir
@@ -36,6 +37,7 @@ class EnvServer(AgentFacing):
         self.world = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed)
         self.spec = self.world.spec
         self.live = set(range(self.config.agents))
+        self.saved = versions(self.run_dir.world_checkpoint, read_json)  # the world's checkpoints, by update
 
     # ---- receiving --------------------------------------------------------------------------
 
@@ -112,15 +114,23 @@ class EnvServer(AgentFacing):
             return np.full(self.config.batch, self.spec.default_action, dtype=np.int64)
         return acts
 
-    def run(self) -> None:
-        """All episode batches; metrics.csv gets one row per batch, exactly as `ss-sim` writes it."""
-        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world))
+    def checkpoints(self) -> list[int]:
+        return sorted(self.saved)
+
+    def run(self, start: int) -> None:
+        """Episode batches `start` .. the last; metrics.csv gets one row per batch, exactly as `ss-sim` writes
+        it, and the world is checkpointed on the agents' schedule (world_checkpoint.json, as `ss-sim`)."""
+        cfg, path = self.config, self.run_dir.world_checkpoint
+        restore(lambda state: self.world.set_state(state["world"]), self.saved, start, path)
+        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world), start * cfg.batch if start else None)
         try:
-            for update in range(self.config.updates):
+            for update in range(start, cfg.updates):
                 row = self.play_batch(update)
                 metrics.append(row)
                 if row["missing_actions"]:
                     log.warning("batch %d: %d agent-steps used the default action", update, row["missing_actions"])
+                if (update + 1) % cfg.checkpoint_every == 0 or update + 1 == cfg.updates:
+                    save_json(path, {"update": update + 1, "world": self.world.get_state()})
         finally:
             metrics.close()
 

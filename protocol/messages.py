@@ -159,9 +159,10 @@ SCHEMAS: dict[Kind, Schema] = {
         "peers": IdMap(),
         "envserver": Str(),
         "learner": Str(required=False),  # the central learner's ROUTER (algo cl)
+        "resume": Bool(required=False),  # continue from checkpoints (READY lists each process's)
     }),
-    Kind.READY: Schema({"role": Str()}),
-    Kind.START: Schema({}),
+    Kind.READY: Schema({"role": Str(), "checkpoints": IdList(required=False)}),  # updates it can resume from
+    Kind.START: Schema({"update": Int(min=0, required=False)}),  # the update every process continues from
     Kind.STOP: Schema({"reason": Str()}),
     Kind.HEARTBEAT: Schema({"role": Str()}),
     Kind.RESET: Schema({"episode": Int(min=0)}),

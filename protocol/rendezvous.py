@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Iterable
 
 import zmq
 
@@ -38,6 +38,7 @@ class Directory:
     peers: dict[int, str]
     envserver: str
     learner: str | None = None  # the central learner's endpoint (algo cl)
+    resume: bool = False  # continue from checkpoints: report them in READY
 
     @classmethod
     def from_message(cls, msg: Message) -> "Directory":
@@ -51,6 +52,7 @@ class Directory:
             peers={int(j): ep for j, ep in msg.body["peers"].items()},
             envserver=msg.body["envserver"],
             learner=msg.body.get("learner"),
+            resume=msg.body.get("resume", False),
         )
 
 
@@ -71,15 +73,16 @@ class CoordinatorLink:
             raise CoordinatorUnavailable(f"no coordinator at {self.endpoint} after {deadline_s:.0f}s")
         self.outbox.send(self.sock, kind, body, dest="coordinator", endpoint=self.endpoint)
 
-    def receive(self, kind: Kind, deadline_s: float, while_waiting: Callable[[], None] | None = None) -> Message:
-        """The next valid message of `kind` from the coordinator (others are logged and dropped)."""
+    def receive(self, kind: Kind, deadline_s: float) -> Message:
+        """The next valid message of `kind` from the coordinator (others are logged and dropped);
+        RunStopped if the coordinator stops the run instead."""
         end = time.monotonic() + deadline_s
         while (left := end - time.monotonic()) > 0:
-            if while_waiting is not None:
-                while_waiting()
             if self.sock.poll(int(min(left, 0.2) * 1000)):
                 frame = self.sock.recv()
-                msg = self.inbox.accept(frame, kinds={kind}, src=COORDINATOR_ID, origin=self.endpoint)
+                msg = self.inbox.accept(frame, kinds={kind, Kind.STOP}, src=COORDINATOR_ID, origin=self.endpoint)
+                if msg is not None and msg.kind is Kind.STOP:
+                    raise RunStopped(f"the coordinator stopped the run: {msg.body['reason']}")
                 if msg is not None:
                     return msg
         raise CoordinatorUnavailable(f"no {kind.value} from the coordinator at {self.endpoint} "
@@ -93,10 +96,14 @@ class CoordinatorLink:
         self.send(Kind.HELLO, body, deadline_s)
         return Directory.from_message(self.receive(Kind.DIRECTORY, deadline_s))
 
-    def ready_and_wait_start(self, deadline_s: float, while_waiting: Callable[[], None] | None = None) -> None:
-        """Report READY, then block until START (servicing `while_waiting` meanwhile)."""
-        self.send(Kind.READY, {"role": self.role}, deadline_s)
-        self.receive(Kind.START, deadline_s, while_waiting)
+    def ready_and_wait_start(self, deadline_s: float, checkpoints: Iterable[int] = ()) -> int:
+        """Report READY (with the updates we hold checkpoints of, when resuming), block until START;
+        returns the update START says every process continues from (0: from the beginning)."""
+        body: dict[str, Any] = {"role": self.role}
+        if held := sorted(checkpoints):
+            body["checkpoints"] = held
+        self.send(Kind.READY, body, deadline_s)
+        return self.receive(Kind.START, deadline_s).body.get("update", 0)
 
     def check_stop(self) -> None:
         """Raise RunStopped if the coordinator has broadcast STOP (never blocks; call it while waiting)."""

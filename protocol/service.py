@@ -1,12 +1,13 @@
 """The lifecycle every server process shares (the env server, CL's central learner): bind a ROUTER,
-register with the coordinator, build the service from the DIRECTORY, wait for START, run it, report
-STOP (finished, or the error), and release sockets and logs whatever happens."""
+register with the coordinator, build the service from the DIRECTORY, report READY (when resuming, with
+the updates it holds checkpoints of), wait for START, run it from the update START names, report STOP
+(finished, or the error), and release sockets and logs whatever happens."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Protocol
 
 import zmq
 
@@ -21,7 +22,11 @@ from protocol.rundir import RunDir
 
 
 class Service(Protocol):
-    def run(self) -> None: ...
+    def checkpoints(self) -> Iterable[int]:
+        """The updates this service can resume from."""
+
+    def run(self, start: int) -> None:
+        """Serve updates `start` .. the last."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +61,12 @@ def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *,
     try:
         directory = link.register(advertise or endpoint, None, register_deadline_s)
         service = build(Served(directory, sock, endpoint, outbox, inbox, out, link.check_stop))
-        link.ready_and_wait_start(register_deadline_s)
-        log.info("START: %s serving %s to %d agents at %s", role, directory.config.env,
-                 directory.config.agents, endpoint)
+        start = link.ready_and_wait_start(register_deadline_s,
+                                          checkpoints=service.checkpoints() if directory.resume else ())
+        log.info("START: %s serving %s to %d agents at %s%s", role, directory.config.env,
+                 directory.config.agents, endpoint, f", resuming from update {start}" if start else "")
         try:
-            service.run()
+            service.run(start)
         except RunStopped:
             raise  # the coordinator knows: it told us
         except (Exception, Terminated) as err:

@@ -47,11 +47,22 @@ def test_resume_continues_bit_identically(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.flat_parameters(), b.flat_parameters())
 
 
-def test_resume_refuses_inconsistent_checkpoints(tmp_path: Path) -> None:
-    run(small(episodes=8, checkpoint_every=1), tmp_path / "r")
-    (tmp_path / "r/agents/1/checkpoint.pt").unlink()
-    with pytest.raises(RuntimeError, match="checkpoints disagree"):
-        Simulation(small(), tmp_path / "r").resume()
+def test_resume_takes_the_newest_update_that_every_process_holds(tmp_path: Path) -> None:
+    """A crash between two processes' checkpoints leaves them one update apart: resume from the older."""
+    run(small(checkpoint_every=1), tmp_path / "straight")
+    run(small(episodes=12, checkpoint_every=1), tmp_path / "torn")  # 3 of 4 updates
+    agent1 = tmp_path / "torn/agents/1/checkpoint.pt"
+    agent1.with_name("checkpoint.pt.prev").replace(agent1)  # agent 1 never wrote update 3
+    resumed = Simulation(small(checkpoint_every=1), tmp_path / "torn")
+    assert resumed.resume() == 2
+    resumed.run(progress=False)
+    for name in ("metrics.csv", "agents/0/train.csv", "agents/1/train.csv"):
+        assert (tmp_path / "torn" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+
+    agent1.unlink()
+    agent1.with_name("checkpoint.pt.prev").unlink()
+    with pytest.raises(RuntimeError, match=r"checkpoints disagree .*agent 1: none"):
+        Simulation(small(), tmp_path / "torn").resume()
 
 
 def test_config_precedence_cli_over_file_over_env_defaults(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ Final = mean over the last 10% of metrics.csv rows (the figure the README and th
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,11 +27,21 @@ def main(argv: list[str]) -> None:
     runs = [Path(a) for a in argv if (Path(a) / "metrics.csv").exists()]
     if not runs:
         sys.exit("usage: python -m coordinator.summary RUN_DIR...  (directories holding metrics.csv)")
-    table = {run.name: final_metrics(run) for run in runs}
+    table = {run_names(runs)[i]: final_metrics(run) for i, run in enumerate(runs)}
     columns = list(next(iter(table.values())))
-    print(f"{'run':<24}" + "".join(f"{c:>20}" for c in columns))
+    width = max(24, *(len(name) + 2 for name in table))
+    print(f"{'run':<{width}}" + "".join(f"{c:>20}" for c in columns))
     for name, metrics in table.items():
-        print(f"{name:<24}" + "".join(f"{metrics[c]:>20.4f}" for c in columns))
+        print(f"{name:<{width}}" + "".join(f"{metrics[c]:>20.4f}" for c in columns))
+
+
+def run_names(runs: list[Path]) -> list[str]:
+    """Each run's path below the runs' common parent (e.g. predation/ss/seed0 for a grid's cells)."""
+    paths = [run.resolve() for run in runs]
+    root = Path(os.path.commonpath(paths)) if len(paths) > 1 else paths[0].parent
+    if root in paths:
+        root = root.parent
+    return [str(path.relative_to(root)) for path in paths]
 
 
 if __name__ == "__main__":

@@ -150,3 +150,12 @@ def test_cluster_runner_cell(tmp_path):
     assert len(read_rows(cell_dir / "metrics.csv")) == 2 and (cell_dir / "processes.json").exists()
     (row,) = read_rows(tmp_path / "grid" / "results.csv")
     assert (row["algo"], row["episodes"]) == ("ippo", "8")
+
+
+def test_summary_names_runs_by_their_path_below_the_common_parent(tmp_path):
+    from coordinator.summary import run_names
+
+    cells = [tmp_path / "grid/predation/ss/seed0", tmp_path / "grid/navigation/ss/seed0"]
+    assert run_names(cells) == ["predation/ss/seed0", "navigation/ss/seed0"]
+    assert run_names([tmp_path / "grid/predation/ss/seed0"]) == ["seed0"]
+    assert run_names([tmp_path / "a", tmp_path / "a/b"]) == ["a", "a/b"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import click
 import torch
@@ -84,22 +85,25 @@ class CentralLearner(AgentFacing):
             train_log.close()
 
 
-def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str | None = None) -> None:
+def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str | None = None,
+          keys_dir: Path | None = None) -> None:
     """Register with the coordinator as the central learner, wait for START, then serve the whole run."""
     torch.set_num_threads(1)
     run_service("learner", CENTRAL_LEARNER_ID, "cl", CentralLearner, coordinator=coordinator, bind=bind,
-                run_id=run_id, out=out, log=log, advertise=advertise)
+                run_id=run_id, out=out, log=log, advertise=advertise, keys_dir=keys_dir)
 
 
 @click.command(epilog="Example: ss-critic --coordinator tcp://127.0.0.1:5550 --out runs/cl")
 @process_options("the central learner's ROUTER", "agents", "logs/learner.{train.csv,checkpoint.pt,audit.log}")
-def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: str, verbose: bool) -> None:
+def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: str, keys_dir: Path | None,
+         verbose: bool) -> None:
     """Run CL's central learner: a critic on all agents' observations, trained on the sum of their rewards.
 
     Each update it receives every agent's rewards and observations (REWARD) and answers each with the
     team advantage (ADV). Start it with a coordinator whose config has algo = "cl" (ss-cluster does).
     """
-    run_process("ss-critic", verbose, lambda: serve(coordinator, bind, run_id, RunDir(out), advertise=advertise))
+    run_process("ss-critic", verbose, lambda: serve(coordinator, bind, run_id, RunDir(out), advertise=advertise,
+                                                    keys_dir=keys_dir))
 
 
 if __name__ == "__main__":

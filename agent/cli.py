@@ -28,7 +28,7 @@ def parse_ids(text: str | None) -> tuple[int, ...] | None:
 @click.option("--audit", type=click.Choice(AUDIT_MODES), default="frames", show_default=True,
               help="Audit log keeps every outbound frame, or only their hashes (long runs).")
 def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, advertise: str | None, out: str,
-         run_id: str, audit: str, verbose: bool) -> None:
+         run_id: str, keys_dir: Path | None, audit: str, verbose: bool) -> None:
     """Run ONE agent: its own policy, suggestion nets, critic, rewards and RNG, in this process.
 
     It registers with the coordinator, gets the run config and its neighbours' endpoints, then trains:
@@ -39,5 +39,5 @@ def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, adve
     from agent.process import AgentOptions, run_agent
 
     opts = AgentOptions(agent_id=agent_id, neighbors=parse_ids(neighbors), coordinator=coordinator,
-                        bind=bind, advertise=advertise, out=Path(out), run_id=run_id, audit=audit)
+                        bind=bind, advertise=advertise, out=Path(out), run_id=run_id, audit=audit, keys=keys_dir)
     run_process(f"ss-agent {agent_id}", verbose, lambda: run_agent(opts))

@@ -10,6 +10,7 @@ import zmq
 from agent.request import Requester
 from protocol.audit import Outbox
 from protocol.inbox import Inbox
+from protocol.keys import KeyRing
 from protocol.messages import ENVSERVER_ID, Kind, Message
 from protocol.spec import WorldSpec
 
@@ -22,12 +23,13 @@ class EnvLink:
     """Lockstep requests to the env server; every reply is validated against the world's spaces."""
 
     def __init__(self, ctx: zmq.Context, me: int, endpoint: str, outbox: Outbox, inbox: Inbox,
-                 spec: WorldSpec, n_neighbors: int, while_waiting: Callable[[], None] = lambda: None):
+                 spec: WorldSpec, n_neighbors: int, while_waiting: Callable[[], None] = lambda: None,
+                 keys: KeyRing | None = None):
         self.me = me
         self.spec = spec
         self.n_neighbors = n_neighbors
         self.link = Requester(ctx, endpoint, "the env server", "envserver", ENVSERVER_ID, outbox, inbox,
-                              EnvServerUnavailable, while_waiting)
+                              EnvServerUnavailable, while_waiting, keys)
 
     def reset(self, episode: int, deadline_s: float) -> Message:
         """Ask for episode batch `episode`; returns the OBS with the initial observations."""

@@ -10,6 +10,7 @@ from agent.exchange import Body
 from agent.request import Requester
 from protocol.audit import Outbox
 from protocol.inbox import Inbox
+from protocol.keys import KeyRing
 from protocol.messages import CENTRAL_LEARNER_ID, Kind, Message
 
 
@@ -21,10 +22,10 @@ class LearnerLink:
     """Once per update: our REWARD body to the central learner, its advantages [rows] back (validated)."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, outbox: Outbox, inbox: Inbox, rows: int,
-                 while_waiting: Callable[[], None] = lambda: None):
+                 while_waiting: Callable[[], None] = lambda: None, keys: KeyRing | None = None):
         self.rows = rows
         self.link = Requester(ctx, endpoint, "the central learner", "learner", CENTRAL_LEARNER_ID, outbox, inbox,
-                              CentralLearnerUnavailable, while_waiting)
+                              CentralLearnerUnavailable, while_waiting, keys)
 
     def advantages(self, update: int, report: Body, deadline_s: float) -> Body:
         """Send `report` (kind REWARD, round `update`); returns the ADV body for the same update."""

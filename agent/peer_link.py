@@ -22,6 +22,7 @@ from protocol import sockets
 from protocol.audit import Outbox
 from protocol.codec import ProtocolError
 from protocol.inbox import Inbox
+from protocol.keys import KeyRing, client_keys
 from protocol.messages import Kind, Message
 from protocol.topics import TOPIC_KINDS, parse_topic, topic
 
@@ -33,7 +34,7 @@ class PeerLink:
 
     def __init__(self, ctx: zmq.Context, me: int, pub: zmq.Socket, pub_endpoint: str,
                  peers: dict[int, str], outbox: Outbox, inbox: Inbox, n_actions: int, kinds: RoundKinds,
-                 while_waiting: Callable[[], None] = lambda: None):
+                 while_waiting: Callable[[], None] = lambda: None, keys: KeyRing | None = None):
         self.me = me
         self.pub = pub
         self.pub_endpoint = pub_endpoint
@@ -45,7 +46,7 @@ class PeerLink:
         self.kinds = kinds  # every kind this algorithm may receive, over the whole run
         self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
         for j, endpoint in sorted(peers.items()):
-            sub = sockets.sub(ctx)
+            sub = sockets.sub(ctx, curve=client_keys(keys, j))  # CURVE: the key proves the publisher is j
             for t in self.topics_from(j):
                 sub.setsockopt(zmq.SUBSCRIBE, t)
             sub.connect(endpoint)

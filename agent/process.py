@@ -29,7 +29,9 @@ from protocol.audit import Outbox
 from protocol.auditlog import AuditLog
 from protocol.checkpoints import restore
 from protocol.inbox import Inbox
+from protocol.keys import KeyRing, client_keys, server_keys
 from protocol.logsetup import Terminated
+from protocol.messages import COORDINATOR_ID
 from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
 from protocol.rundir import RunDir
 
@@ -48,6 +50,7 @@ class AgentOptions:
     run_id: str
     audit: str = "frames"
     advertise: str | None = None  # endpoint given to neighbours, if not the bound one
+    keys: Path | None = None  # the run's CurveZMQ key directory (None: plain TCP)
     register_deadline_s: float = 600.0
 
 
@@ -60,13 +63,16 @@ class AgentProcess:
         self.run_dir = RunDir(opts.out)
         self.run_dir.agent(self.me).mkdir(parents=True, exist_ok=True)
         self.ctx = zmq.Context()
-        self.pub = sockets.xpub(self.ctx)
+        self.keys = KeyRing(opts.keys, self.me) if opts.keys is not None else None
+        self.auth = self.keys.authenticator(self.ctx) if self.keys is not None else None  # who may subscribe
+        self.pub = sockets.xpub(self.ctx, curve=server_keys(self.keys))
         self.pub_endpoint = sockets.bind(self.pub, opts.bind)
         self.audit_log = AuditLog(self.run_dir.audit(self.me), mode=opts.audit)
         self.inbox = Inbox(f"agent {self.me}", log, run=opts.run_id)
         # Until the DIRECTORY says which algorithm runs, only what every algorithm may send is allowed.
         self.outbox = Outbox("agent", "ippo", opts.run_id, self.me, self.audit_log)
-        self.coordinator = CoordinatorLink(self.ctx, opts.coordinator, "agent", self.outbox, self.inbox)
+        self.coordinator = CoordinatorLink(self.ctx, opts.coordinator, "agent", self.outbox, self.inbox,
+                                           curve=client_keys(self.keys, COORDINATOR_ID))
         self.peers: PeerLink | None = None
         self.env: EnvLink | None = None
         self.central: LearnerLink | None = None  # CL only
@@ -82,15 +88,16 @@ class AgentProcess:
         learner = make_learner(self.me, directory.spec, directory.neighbors, config)
         self.peers = PeerLink(self.ctx, self.me, self.pub, self.pub_endpoint, directory.peers,
                               self.outbox, self.inbox, directory.spec.n_actions, learner.subscriptions(),
-                              self.coordinator.check_stop)
+                              self.coordinator.check_stop, keys=self.keys)
         self.peers.wait_subscribed(self.opts.register_deadline_s)
         self.env = EnvLink(self.ctx, self.me, directory.envserver, self.outbox, self.inbox, directory.spec,
-                           len(directory.neighbors), self.coordinator.check_stop)
+                           len(directory.neighbors), self.coordinator.check_stop, keys=self.keys)
         if isinstance(learner, CLLearner):
             if directory.learner is None:
                 raise RuntimeError("algo cl, but the DIRECTORY names no central learner")
             self.central = LearnerLink(self.ctx, directory.learner, self.outbox, self.inbox,
-                                       directory.spec.horizon * directory.spec.batch, self.coordinator.check_stop)
+                                       directory.spec.horizon * directory.spec.batch, self.coordinator.check_stop,
+                                       keys=self.keys)
         saved = load_checkpoints(self.run_dir.checkpoint(self.me)) if directory.resume else {}
         start = self.coordinator.ready_and_wait_start(self.opts.register_deadline_s, checkpoints=saved.keys())
         log.info("agent %d: START (%s, neighbours %s)%s", self.me, config.algo, list(directory.neighbors),
@@ -146,6 +153,8 @@ class AgentProcess:
             if link is not None:
                 link.close()
         self.pub.close()
+        if self.auth is not None:
+            self.auth.stop()
         self.audit_log.close()
         self.inbox.write_summary(self.run_dir.agent(self.me) / "received.json")
         self.ctx.term()

@@ -14,6 +14,7 @@ import zmq
 from protocol import sockets
 from protocol.audit import Outbox
 from protocol.inbox import Inbox
+from protocol.keys import KeyRing, client_keys
 from protocol.messages import Kind, Message
 
 # a reply -> None to accept it, or (drop reason, detail) to log and drop it
@@ -25,7 +26,7 @@ class Requester:
 
     def __init__(self, ctx: zmq.Context, endpoint: str, name: str, dest: str, server_id: int, outbox: Outbox,
                  inbox: Inbox, unavailable: type[RuntimeError],
-                 while_waiting: Callable[[], None] = lambda: None):
+                 while_waiting: Callable[[], None] = lambda: None, keys: KeyRing | None = None):
         self.endpoint = endpoint
         self.name = name  # for errors: "the env server"
         self.dest = dest  # the audit label: "envserver"
@@ -34,7 +35,7 @@ class Requester:
         self.inbox = inbox
         self.unavailable = unavailable
         self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
-        self.sock = sockets.dealer(ctx)
+        self.sock = sockets.dealer(ctx, curve=client_keys(keys, server_id))
         self.sock.connect(endpoint)
 
     def request(self, kind: Kind, body: dict[str, Any], reply: Kind, check: ReplyCheck, deadline_s: float,

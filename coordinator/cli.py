@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import click
 
+from protocol.cliopts import KEYS_OPTION
 from protocol.config import ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
 from protocol.rundir import RunDir
 
@@ -108,8 +109,10 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
 @click.command(epilog="Example: ss-cluster --env predation --agents 8 --episodes 200 --out runs/demo")
 @run_options
 @click.option("--no-resume", is_flag=True, help="Start over even if --out holds checkpoints.")
+@click.option("--curve", is_flag=True,
+              help="CurveZMQ on every socket: makes the run's keys in --out/keys (once) and admits only them.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in logs).")
-def cluster_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool) -> None:
+def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_progress: bool) -> None:
     """Run a local cluster: the coordinator, the env server and one OS process per agent.
 
     Same options and same run directory as `ss-sim` (plus processes.json and logs/<process>.log);
@@ -121,7 +124,7 @@ def cluster_main(config: RunConfig, out: Path, no_resume: bool, no_progress: boo
 
     if not no_resume:
         check_resumable(config, out)
-    code = run_cluster(config, out, progress=not no_progress, resume=not no_resume)
+    code = run_cluster(config, out, progress=not no_progress, resume=not no_resume, curve=curve)
     if code == 0:
         click.echo(f"done: {config.updates} updates ({config.updates * config.batch} episodes) -> {out}", err=True)
     sys.exit(code)
@@ -134,8 +137,10 @@ def cluster_main(config: RunConfig, out: Path, no_resume: bool, no_progress: boo
               help="Run id; every process of the run must be started with the same one.")
 @click.option("--no-resume", is_flag=True,
               help="Start over: tell every process to ignore (and replace) its checkpoints.")
+@KEYS_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_resume: bool, verbose: bool) -> None:
+def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_resume: bool, keys_dir: Path | None,
+                     verbose: bool) -> None:
     """Rendezvous, directory and lifecycle for a cluster; never sees a learning payload.
 
     Waits for the env server and all --agents agents to register, sends each its directory (the
@@ -144,7 +149,9 @@ def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_re
     run continues from the newest update of which every process holds a checkpoint (each reads its own).
     """
     from coordinator.server import Coordinator
+    from protocol.keys import KeyRing
     from protocol.logsetup import configure_logging
+    from protocol.messages import COORDINATOR_ID
 
     configure_logging(verbose)
     if not no_resume:
@@ -152,7 +159,8 @@ def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_re
     rd = RunDir(out)
     rd.make(config.agents)
     write_toml(config, rd.config)  # at once, so scripts can read the resolved run (e.g. the agent count)
-    coordinator = Coordinator(config, run_id, bind, rd, resume=not no_resume)
+    keys = KeyRing(keys_dir, COORDINATOR_ID) if keys_dir is not None else None
+    coordinator = Coordinator(config, run_id, bind, rd, resume=not no_resume, keys=keys)
     try:
         code = coordinator.run()
     finally:

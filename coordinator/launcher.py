@@ -24,6 +24,7 @@ from pathlib import Path
 from coordinator.progress import RunProgress
 from protocol.config import RunConfig, write_toml
 from protocol.csvlog import read_rows
+from protocol.keys import generate_keypair, run_key_names
 from protocol.rundir import RunDir
 
 PR_SET_PDEATHSIG = 1
@@ -71,9 +72,12 @@ class Child:
 class Cluster:
     """Builds the command lines, starts the children, watches them, and stops them all."""
 
-    def __init__(self, config: RunConfig, out: Path, run_id: str | None = None, resume: bool = True):
+    def __init__(self, config: RunConfig, out: Path, run_id: str | None = None, resume: bool = True,
+                 curve: bool = False):
         self.config = config
         self.resume = resume
+        self.curve = curve
+        self.keys: Path | None = None  # the run's key directory, made by start() when curve
         self.run_dir = RunDir(out)
         self.run_id = run_id or f"run-{secrets.token_hex(4)}"
         self.coordinator = f"tcp://127.0.0.1:{free_port()}"
@@ -81,7 +85,7 @@ class Cluster:
 
     def commands(self) -> list[Child]:
         py, rd, logs = sys.executable, self.run_dir, self.run_dir.logs
-        common = ["--out", str(rd.root), "--run-id", self.run_id]
+        common = ["--out", str(rd.root), "--run-id", self.run_id, *(["--keys", str(self.keys)] if self.keys else [])]
         children = [
             Child("coordinator", None, [py, "-m", "coordinator", "--config", str(rd.config),
                                         "--bind", self.coordinator, *common,
@@ -98,10 +102,21 @@ class Cluster:
                                   logs / f"agent-{i}.log"))
         return children
 
+    def make_keys(self) -> Path:
+        """DIR/keys with a key pair for every process of this run (made once, kept for resumed runs)."""
+        keys = self.run_dir.root / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        for name in run_key_names(self.config.agents, self.config.algo == "cl"):
+            if not (keys / f"{name}.key_secret").exists():
+                generate_keypair(keys, name)
+        return keys
+
     def start(self) -> None:
         """Write config.toml, start every process, and record them in processes.json."""
         self.run_dir.make(self.config.agents)
         write_toml(self.config, self.run_dir.config)
+        if self.curve:
+            self.keys = self.make_keys()
         self.children = self.commands()
         for child in self.children:
             child.start()
@@ -148,10 +163,11 @@ class Cluster:
                 child.proc.wait()
 
 
-def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: bool = True) -> int:
-    """Start, watch and stop a local cluster (continuing from its checkpoints unless `resume` is False);
-    returns the exit code for `ss-cluster`."""
-    cluster = Cluster(config, out, resume=resume)
+def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: bool = True,
+                curve: bool = False) -> int:
+    """Start, watch and stop a local cluster (continuing from its checkpoints unless `resume` is False; with
+    `curve`, CurveZMQ on every socket); returns the exit code for `ss-cluster`."""
+    cluster = Cluster(config, out, resume=resume, curve=curve)
     cluster.start()
     try:
         failed = cluster.wait(progress)

@@ -26,6 +26,7 @@ from protocol.auditlog import AuditLog
 from protocol.checkpoints import resume_point
 from protocol.config import RunConfig, write_toml
 from protocol.inbox import Inbox
+from protocol.keys import KeyRing, server_keys
 from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, Kind
 from protocol.rundir import RunDir
 
@@ -51,13 +52,15 @@ class RegistrationError(RuntimeError):
 class Coordinator:
     """Holds the run config, the directory and the topology; drives HELLO -> DIRECTORY -> READY -> START."""
 
-    def __init__(self, config: RunConfig, run_id: str, bind: str, run_dir: RunDir, resume: bool = True):
+    def __init__(self, config: RunConfig, run_id: str, bind: str, run_dir: RunDir, resume: bool = True,
+                 keys: KeyRing | None = None):
         self.config = config
         self.resume = resume
         self.run_id = run_id
         self.run_dir = run_dir
         self.ctx = zmq.Context()
-        self.sock = sockets.router(self.ctx)
+        self.auth = keys.authenticator(self.ctx) if keys is not None else None  # CURVE: only the run's keys
+        self.sock = sockets.router(self.ctx, curve=server_keys(keys))
         self.sock.bind(bind)
         self.endpoint = bind
         self.inbox = Inbox("coordinator", log, run=run_id)
@@ -80,19 +83,19 @@ class Coordinator:
         if not self.sock.poll(timeout_ms):
             return
         while True:
-            try:
-                routing_id, frame = self.sock.recv_multipart(zmq.NOBLOCK)[:2]
-            except zmq.Again:
+            if not self.sock.poll(0):
                 return
-            except ValueError:
-                self.inbox.drop("invalid", "a frame without a routing id")
+            parts, user_id = sockets.recv_authenticated(self.sock)
+            if len(parts) != 2:
+                self.inbox.drop("invalid", f"{len(parts) - 1} frames (expected 1)")
                 continue
-            self.handle(routing_id, frame)
+            self.handle(*parts, user_id=user_id)
 
-    def handle(self, routing_id: bytes, frame: bytes) -> None:
+    def handle(self, routing_id: bytes, frame: bytes, user_id: str | None = None) -> None:
         expected = {Kind.HELLO, Kind.READY, Kind.STOP, Kind.HEARTBEAT}
         ids = set(range(self.config.agents)) | set(self.servers)
-        msg = self.inbox.accept(frame, kinds=expected, src=ids, origin=f"routing id {routing_id.hex()}")
+        msg = self.inbox.accept(frame, kinds=expected, src=ids, origin=f"routing id {routing_id.hex()}",
+                                user_id=user_id)
         if msg is None:
             return
         member = self.members.get(msg.src)
@@ -221,6 +224,8 @@ class Coordinator:
         self.sock.close()
         self.outbox.log.close()
         self.inbox.write_summary(self.run_dir.logs / "coordinator.received.json")
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import click
 
@@ -9,7 +10,8 @@ from protocol.cliopts import process_options, run_process
 
 @click.command(epilog="Example: ss-envserver --coordinator tcp://127.0.0.1:5550 --out runs/nav")
 @process_options("the env server's ROUTER", "agents", "metrics.csv (public per-batch metrics)")
-def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: str, verbose: bool) -> None:
+def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: str, keys_dir: Path | None,
+         verbose: bool) -> None:
     """Step the world for a cluster: each agent gets only its own observation, reward and neighbour mask.
 
     Gets the run config and the agent list from the coordinator, then plays every episode batch in
@@ -19,4 +21,5 @@ def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: s
     from envserver.server import serve
     from protocol.rundir import RunDir
 
-    run_process("ss-envserver", verbose, lambda: serve(coordinator, bind, run_id, RunDir(out), advertise=advertise))
+    run_process("ss-envserver", verbose, lambda: serve(coordinator, bind, run_id, RunDir(out), advertise=advertise,
+                                                       keys_dir=keys_dir))

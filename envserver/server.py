@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import zmq
@@ -135,7 +136,8 @@ class EnvServer(AgentFacing):
             metrics.close()
 
 
-def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str | None = None) -> None:
+def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str | None = None,
+          keys_dir: Path | None = None) -> None:
     """Register with the coordinator, wait for START, then play the whole run."""
     run_service("envserver", ENVSERVER_ID, "ss", EnvServer, coordinator=coordinator, bind=bind, run_id=run_id,
-                out=out, log=log, advertise=advertise)
+                out=out, log=log, advertise=advertise, keys_dir=keys_dir)

@@ -12,7 +12,7 @@ from protocol.auditlog import LogFormatError, Record, iter_records
 from protocol.auditreport import LogSource, Summary, describe_record, discover, format_table, summarise
 from protocol.auditverify import verify_log
 from protocol.config import load_toml
-from protocol.keys import generate_keypair
+from protocol.keys import generate_keypair, run_key_names
 from protocol.rundir import RunDir
 
 AUDIT_EPILOG = """\b
@@ -141,15 +141,25 @@ def _compare(run_dirs: list[Path], as_json: bool) -> None:
 
 @click.command(name="ss-keys")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--name", "names", multiple=True, required=True,
+@click.option("--agents", type=click.IntRange(min=1), default=None,
+              help="Make every key a run of N agents needs: coordinator, envserver, agent0..agent<N-1>.")
+@click.option("--cl", is_flag=True, help="With --agents: also the central learner's key (algo cl).")
+@click.option("--name", "names", multiple=True,
               help="Keypair name (repeat for several), e.g. --name agent0 --name envserver.")
-def keys_main(directory: Path, names: tuple[str, ...]) -> None:
+def keys_main(directory: Path, agents: int | None, cl: bool, names: tuple[str, ...]) -> None:
     """Make CurveZMQ keypairs in DIRECTORY: NAME.key (public) and NAME.key_secret (mode 0600).
+
+    Give every process of a run `--keys DIRECTORY` (ss-cluster --curve does all of this itself). Across
+    machines, copy each process its own NAME.key_secret and everyone's public NAME.key files.
 
     \b
     Example:
-      ss-keys keys/ --name coordinator --name envserver --name agent0 --name agent1
+      ss-keys keys/ --agents 8
+      ss-keys keys/ --name agent8
     """
+    names = (*(run_key_names(agents, cl) if agents else ()), *names)
+    if not names:
+        raise click.UsageError("give --agents N (a whole run's keys) or --name NAME")
     directory.mkdir(parents=True, exist_ok=True)
     for name in names:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -11,10 +12,16 @@ from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
 
+KEYS_OPTION = click.option(
+    "--keys", "keys_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+    metavar="DIR", help="The run's CurveZMQ key directory (ss-keys DIR --agents N): encrypt every socket and "
+                        "admit only the keys in DIR. Needs this process's NAME.key_secret and the others' "
+                        "NAME.key. [default: plain TCP]")
+
 
 def process_options(socket: str, peers: str, writes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--coordinator --bind --advertise --out --run-id -v; `socket` names what --bind binds, `peers` who
-    dials it, `writes` what the process writes into --out."""
+    """--coordinator --bind --advertise --out --run-id --keys -v; `socket` names what --bind binds, `peers`
+    who dials it, `writes` what the process writes into --out."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed([
@@ -28,6 +35,7 @@ def process_options(socket: str, peers: str, writes: str) -> Callable[[Callable[
                          help=f"Run directory: writes {writes}."),
             click.option("--run-id", default="ssmarl", show_default=True,
                          help="Run id; messages of any other run are dropped. Must match the coordinator's."),
+            KEYS_OPTION,
             click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
         ]):
             command = option(command)

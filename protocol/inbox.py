@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from protocol.codec import ProtocolError, decode
+from protocol.keys import claims_own_id
 from protocol.messages import Kind, Message
 
 
@@ -33,8 +34,10 @@ class Inbox:
         kinds: frozenset[Kind] | set[Kind],
         src: int | set[int] | None = None,
         origin: str = "?",
+        user_id: str | None = None,
     ) -> Message | None:
-        """The decoded message if it is valid, of an expected kind and from an expected sender, else None."""
+        """The decoded message if it is valid, of an expected kind and from an expected sender (with CURVE:
+        the sender whose key it came with, `user_id`), else None."""
         try:
             msg = decode(frame, run=self.run)
         except ProtocolError as err:
@@ -44,6 +47,9 @@ class Inbox:
         allowed = {src} if isinstance(src, int) else src
         if allowed is not None and msg.src not in allowed:
             return self.drop("unknown_sender", f"{msg.kind.value} claims src {msg.src} via {origin}")
+        if not claims_own_id(user_id, msg.src):
+            return self.drop("unknown_sender", f"{msg.kind.value} claims src {msg.src} but came with the key "
+                                               f"of {user_id} via {origin}")
         self.received[(msg.kind.value, msg.src)] += 1
         self.received_bytes[(msg.kind.value, msg.src)] += len(frame)
         return msg

@@ -15,6 +15,7 @@ from protocol import sockets
 from protocol.audit import Outbox
 from protocol.config import RunConfig
 from protocol.inbox import Inbox
+from protocol.keys import CurveKeys
 from protocol.messages import COORDINATOR_ID, Kind, Message
 from protocol.spec import WorldSpec
 
@@ -59,12 +60,13 @@ class Directory:
 class CoordinatorLink:
     """DEALER to the coordinator; all sends go through the process's Outbox (the audit choke point)."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, role: str, outbox: Outbox, inbox: Inbox):
+    def __init__(self, ctx: zmq.Context, endpoint: str, role: str, outbox: Outbox, inbox: Inbox,
+                 curve: CurveKeys | None = None):
         self.endpoint = endpoint
         self.role = role
         self.outbox = outbox
         self.inbox = inbox
-        self.sock = sockets.dealer(ctx)
+        self.sock = sockets.dealer(ctx, curve=curve)
         self.sock.connect(endpoint)
 
     def send(self, kind: Kind, body: dict[str, Any], deadline_s: float = 30.0) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 import zmq
@@ -15,8 +16,9 @@ from protocol import sockets
 from protocol.audit import Outbox
 from protocol.auditlog import AuditLog
 from protocol.inbox import Inbox
+from protocol.keys import KeyRing, client_keys, server_keys
 from protocol.logsetup import Terminated
-from protocol.messages import Message
+from protocol.messages import COORDINATOR_ID, Message
 from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
 from protocol.rundir import RunDir
 
@@ -42,22 +44,19 @@ class Served:
     check_stop: Callable[[], None]  # raises RunStopped once the coordinator has stopped the run
 
 
-def bind_router(ctx: zmq.Context, bind: str) -> tuple[zmq.Socket, str]:
-    """A ROUTER bound to `bind` (port 0: any free port) and its actual endpoint."""
-    sock = sockets.router(ctx)
-    return sock, sockets.bind(sock, bind)
-
-
 def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *, coordinator: str, bind: str,
           run_id: str, out: RunDir, log: logging.Logger, advertise: str | None = None,
-          register_deadline_s: float = 600.0) -> None:
-    """Run one server process of `role` from registration to STOP."""
+          keys_dir: Path | None = None, register_deadline_s: float = 600.0) -> None:
+    """Run one server process of `role` from registration to STOP (CURVE with the keys in `keys_dir`)."""
     ctx = zmq.Context()
-    sock, endpoint = bind_router(ctx, bind)
+    keys = KeyRing(keys_dir, src) if keys_dir is not None else None
+    auth = keys.authenticator(ctx) if keys is not None else None
+    sock = sockets.router(ctx, curve=server_keys(keys))
+    endpoint = sockets.bind(sock, bind)
     inbox = Inbox(role, log, run=run_id)
     out.logs.mkdir(parents=True, exist_ok=True)
     outbox = Outbox(role, algo, run_id, src, AuditLog(out.process_audit(role)))
-    link = CoordinatorLink(ctx, coordinator, role, outbox, inbox)
+    link = CoordinatorLink(ctx, coordinator, role, outbox, inbox, curve=client_keys(keys, COORDINATOR_ID))
     try:
         directory = link.register(advertise or endpoint, None, register_deadline_s)
         service = build(Served(directory, sock, endpoint, outbox, inbox, out, link.check_stop))
@@ -78,6 +77,8 @@ def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *,
         link.close()
         sock.close()
         outbox.log.close()
+        if auth is not None:
+            auth.stop()
         ctx.term()
 
 
@@ -107,11 +108,12 @@ class AgentRoutes:
 
     def receive(self, kinds: set) -> Message | None:
         """Read one message (the socket must be readable); None if it was dropped (logged, counted)."""
-        parts = self.sock.recv_multipart()
+        parts, user_id = sockets.recv_authenticated(self.sock)
         if len(parts) != 2:
             return self.inbox.drop("invalid", f"{len(parts) - 1} frames (expected 1)")
         routing_id, frame = parts
-        msg = self.inbox.accept(frame, kinds=kinds, src=self.agents, origin=f"rid {routing_id.hex()}")
+        msg = self.inbox.accept(frame, kinds=kinds, src=self.agents, origin=f"rid {routing_id.hex()}",
+                                user_id=user_id)
         if msg is None:
             return None
         if self.routes.setdefault(msg.src, routing_id) != routing_id:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zmq
 
 from protocol.codec import DEFAULT_LIMITS
-from protocol.keys import CurveKeys
+from protocol.keys import ZAP_DOMAIN, CurveKeys
 
 LINGER_MS = 1000
 HANDSHAKE_IVL_MS = 5000
@@ -55,6 +55,14 @@ def sub(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int 
     return _socket(ctx, zmq.SUB, max_msg_size, hwm, curve, server=False)
 
 
+def recv_authenticated(sock: zmq.Socket) -> tuple[list[bytes], str | None]:
+    """One multipart message and, on a CURVE server socket, the User-Id its sender's key was given by
+    the ZAP handler (KeyRing.authenticator); None on plain sockets."""
+    parts = sock.recv_multipart(copy=False)
+    user_id = parts[-1].get("User-Id") if sock.getsockopt(zmq.CURVE_SERVER) else None
+    return [part.bytes for part in parts], user_id
+
+
 def bind(sock: zmq.Socket, endpoint: str) -> str:
     """Bind to `endpoint` and return the endpoint peers can dial; port 0 means any free port."""
     if endpoint.endswith(":0"):
@@ -96,6 +104,10 @@ def _apply_curve(sock: zmq.Socket, curve: CurveKeys, *, server: bool) -> None:
     if server:
         sock.setsockopt(zmq.CURVE_SERVER, 1)
         sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+        # CURVE alone admits any client that knows our public key: ask the context's ZAP handler
+        # (KeyRing.authenticator), and refuse every client if there is none (fail closed).
+        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         return
     if curve.server_public is None:
         raise ValueError("a connecting CURVE socket needs the server's public key")

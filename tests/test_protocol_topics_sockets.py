@@ -12,7 +12,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from protocol import sockets
 from protocol.codec import ProtocolError
-from protocol.keys import CurveKeys, generate_keypair, load_keys, load_public
+from protocol.keys import CurveKeys, KeyRing, claims_own_id, generate_keypair, load_keys, load_public, run_key_names
+from protocol.messages import COORDINATOR_ID, ENVSERVER_ID
 from protocol.topics import dist_topic, parse_topic, sugg_topic
 
 TIMEOUT_MS = 5000
@@ -191,13 +192,17 @@ def test_message_over_maxmsgsize_is_dropped_with_the_connection(ctx: zmq.Context
 
 @pytest.fixture
 def keys(tmp_path: Path) -> dict[str, CurveKeys]:
-    for name in ("server", "client", "stranger"):
-        generate_keypair(tmp_path, name)
-    server_pub = tmp_path / "server.key"
+    """A run's key directory (envserver, agent0, agent1) and a stranger's pair made elsewhere."""
+    for name in ("envserver", "agent0", "agent1"):
+        generate_keypair(tmp_path / "run", name)
+    generate_keypair(tmp_path / "elsewhere", "agent0")
+    server_pub = tmp_path / "run/envserver.key"
     return {
-        "server": load_keys(tmp_path / "server.key_secret"),
-        "client": load_keys(tmp_path / "client.key_secret", server_pub),
-        "wrong_server": load_keys(tmp_path / "client.key_secret", tmp_path / "stranger.key"),
+        "server": KeyRing(tmp_path / "run", ENVSERVER_ID).server(),
+        "client": KeyRing(tmp_path / "run", 0).client(ENVSERVER_ID),
+        "stranger": load_keys(tmp_path / "elsewhere/agent0.key_secret", server_pub),
+        "wrong_server": load_keys(tmp_path / "run/agent0.key_secret", tmp_path / "run/agent1.key"),
+        "ring": KeyRing(tmp_path / "run", ENVSERVER_ID),
     }
 
 
@@ -224,24 +229,51 @@ def curve_pair(ctx: zmq.Context, server: CurveKeys, client: CurveKeys | None):
     return r, d, monitor
 
 
-def test_curve_round_trip(ctx: zmq.Context, keys: dict[str, CurveKeys]) -> None:
-    r, d, _ = curve_pair(ctx, keys["server"], keys["client"])
-    assert r.getsockopt(zmq.CURVE_SERVER) == 1 and r.getsockopt(zmq.MECHANISM) == zmq.CURVE
-    d.send(b"secret payload")
-    assert r.poll(TIMEOUT_MS)
-    assert r.recv_multipart()[1:] == [b"secret payload"]
+def test_curve_round_trip_names_the_client_by_its_key(ctx: zmq.Context, keys: dict) -> None:
+    auth = keys["ring"].authenticator(ctx)
+    try:
+        r, d, _ = curve_pair(ctx, keys["server"], keys["client"])
+        assert r.getsockopt(zmq.CURVE_SERVER) == 1 and r.getsockopt(zmq.MECHANISM) == zmq.CURVE
+        d.send(b"secret payload")
+        assert r.poll(TIMEOUT_MS)
+        routing_id, frame = r.recv_multipart(copy=False)
+        assert frame.bytes == b"secret payload" and frame.get("User-Id") == "agent0"
+        assert claims_own_id(frame.get("User-Id"), 0) and not claims_own_id(frame.get("User-Id"), 1)
+    finally:
+        auth.stop()
 
 
 FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
           | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
-@pytest.mark.parametrize("client", ["wrong_server", None])
-def test_curve_rejects_wrong_key_or_plain_client(ctx: zmq.Context, keys: dict[str, CurveKeys],
-                                                  client: str | None) -> None:
-    r, d, monitor = curve_pair(ctx, keys["server"], keys[client] if client else None)
+@pytest.mark.parametrize("client", ["wrong_server", None, "stranger"])
+def test_curve_rejects_wrong_key_plain_client_or_key_outside_the_run(ctx: zmq.Context, keys: dict,
+                                                                     client: str | None) -> None:
+    """A stranger's key is valid CURVE but not in the run's directory: ZAP refuses it."""
+    auth = keys["ring"].authenticator(ctx)
+    try:
+        r, d, monitor = curve_pair(ctx, keys["server"], keys[client] if client else None)
+        wait_event(monitor, FAILED)
+        assert not r.poll(0)
+    finally:
+        auth.stop()
+
+
+def test_curve_server_without_a_zap_handler_fails_closed(ctx: zmq.Context, keys: dict) -> None:
+    r, d, monitor = curve_pair(ctx, keys["server"], keys["client"])
+    d.send(b"let me in")
     wait_event(monitor, FAILED)
-    assert not r.poll(0)
+    assert not r.poll(200)
+
+
+def test_key_ring_names_and_errors(tmp_path: Path) -> None:
+    assert run_key_names(2, learner=True) == ["coordinator", "envserver", "learner", "agent0", "agent1"]
+    with pytest.raises(FileNotFoundError, match="no secret key for agent3"):
+        KeyRing(tmp_path, 3)
+    generate_keypair(tmp_path, "agent3")
+    with pytest.raises(FileNotFoundError, match="no public key for coordinator"):
+        KeyRing(tmp_path, 3).client(COORDINATOR_ID)
 
 
 def test_connecting_curve_socket_needs_the_server_key(ctx: zmq.Context, keys: dict[str, CurveKeys]) -> None:

@@ -111,6 +111,8 @@ class KeyRing:
         auth = NamedKeyAuthenticator(ctx, {public: name for name, public in self.publics.items()})
         auth.start()
         auth.configure_curve(domain=ZAP_DOMAIN.decode(), location=str(self.directory))
+        logging.getLogger("zap").info("CurveZMQ on: %s admits the %d keys of %s", key_name(self.me),
+                                      len(self.publics), self.directory)
         return auth
 
 

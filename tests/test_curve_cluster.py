@@ -105,3 +105,25 @@ def test_the_coordinator_admits_each_run_key_only_for_its_own_id(coordinator) ->
     assert set(coord.members) == {1}
     assert dict(coord.inbox.received) == {("HELLO", 1): 1}
     assert dict(coord.inbox.dropped) == {"unknown_sender": 1}
+
+
+def test_the_local_cluster_script_runs_cl_with_keys(tmp_path: Path) -> None:
+    """deploy/local-cluster.sh starts the central learner for --algo cl and passes SS_KEYS to everyone."""
+    keys, out = tmp_path / "keys", tmp_path / "run"
+    result = subprocess.run([script("ss-keys"), str(keys), "--agents", "2", "--cl"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    opts = ["--env", "predation", "--agents", "2", "--episodes", "4", "--batch", "2", "--algo", "cl"]
+    deploy = Path(__file__).resolve().parents[1] / "deploy/local-cluster.sh"
+    with Processes(tmp_path / "logs") as procs:
+        proc = procs.start("local", "env", f"PATH={Path(script('ss-agent')).parent}:/usr/bin:/bin",
+                           f"SS_COORDINATOR_PORT={free_port()}", f"SS_KEYS={keys}", "bash", str(deploy),
+                           str(out), *opts)
+        assert proc.wait(timeout=300) == 0, procs.log("local")
+    sim = subprocess.run([script("ss-sim"), *opts, "--out", str(tmp_path / "sim"), "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert sim.returncode == 0, sim.stderr
+    assert (out / "metrics.csv").read_bytes() == (tmp_path / "sim/metrics.csv").read_bytes()
+    assert (out / "logs/learner.train.csv").read_bytes() == (tmp_path / "sim/logs/learner.train.csv").read_bytes()
+    for name in ("coordinator", "envserver", "learner", "agent-0", "agent-1"):
+        assert "CurveZMQ on" in (out / f"logs/{name}.log").read_text(), name

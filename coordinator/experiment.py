@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from tqdm import tqdm
 
 from coordinator.cli import check_resumable
@@ -192,6 +193,25 @@ def write_results(grid: Grid, all_cells: list[Cell]) -> Path:
     return path
 
 
+def results_table(results: Path) -> str:
+    """results.csv as a Markdown table: one row per env, one column per algo (in the file's order), each cell
+    the mean +- std over seeds of the final normalised return, and the number of seeds."""
+    rows = read_rows(results)
+    finals: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        finals.setdefault((row["env"], row["algo"]), []).append(float(row["normalized_return"]))
+    envs = list(dict.fromkeys(env for env, _ in finals))
+    algos = list(dict.fromkeys(algo for _, algo in finals))
+    lines = ["| env | " + " | ".join(algos) + " |", "|---" * (len(algos) + 1) + "|"]
+    for env in envs:
+        cells = []
+        for algo in algos:
+            values = np.array(finals.get((env, algo), []))
+            cells.append(f"{values.mean():.2f} ± {values.std():.2f} (n={len(values)})" if len(values) else "")
+        lines.append(f"| {env} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def run_grid(grid: Grid, progress: bool = True, jobs: int = 1) -> dict[str, str]:
     """Run every cell, `jobs` at a time (writing results.csv after each); returns cell name -> what was done.
 
@@ -243,7 +263,9 @@ def _run_parallel(grid: Grid, todo: list[Cell], jobs: int, done: dict[str, str],
 @click.option("--dry-run", is_flag=True, help="List the cells and their state; run nothing.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cells run at a time, each in its own process (e.g. the number of cores for sim cells).")
-def main(grid_file: Path, no_progress: bool, dry_run: bool, jobs: int) -> None:
+@click.option("--table", is_flag=True,
+              help="Print <out>/results.csv as a Markdown table (mean ± std over seeds); run nothing.")
+def main(grid_file: Path, no_progress: bool, dry_run: bool, jobs: int, table: bool) -> None:
     """Run the algorithms x envs x seeds of GRID_FILE, skipping finished cells and resuming others.
 
     \b
@@ -264,6 +286,11 @@ def main(grid_file: Path, no_progress: bool, dry_run: bool, jobs: int) -> None:
         todo = cells(grid)
     except ValueError as err:
         raise click.UsageError(f"{grid_file}: {err}") from err
+    if table:
+        if not (grid.out / "results.csv").exists():
+            raise click.ClickException(f"{grid.out / 'results.csv'} does not exist yet: run the grid first")
+        click.echo(results_table(grid.out / "results.csv"))
+        return
     if dry_run:
         for cell in todo:
             click.echo(f"{cell.name:<40} {rows_done(cell)}/{cell.config.updates} updates  -> {cell.out}")

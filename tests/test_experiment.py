@@ -159,3 +159,16 @@ def test_summary_names_runs_by_their_path_below_the_common_parent(tmp_path):
     assert run_names(cells) == ["predation/ss/seed0", "navigation/ss/seed0"]
     assert run_names([tmp_path / "grid/predation/ss/seed0"]) == ["seed0"]
     assert run_names([tmp_path / "a", tmp_path / "a/b"]) == ["a", "a/b"]
+
+
+def test_results_table_by_hand(tmp_path):
+    from coordinator.experiment import results_table
+
+    path = tmp_path / "results.csv"
+    path.write_text("env,algo,seed,episodes,normalized_return,cc_rate\n"
+                    "predation,ss,0,8,-1.0,0.5\npredation,ss,1,8,-3.0,0.1\npredation,ippo,0,8,-2.5,0.0\n"
+                    "navigation,ippo,0,8,-1.25,\n")
+    assert results_table(path).splitlines() == [
+        "| env | ss | ippo |", "|---|---|---|",
+        "| predation | -2.00 ± 1.00 (n=2) | -2.50 ± 0.00 (n=1) |",
+        "| navigation |  | -1.25 ± 0.00 (n=1) |"]

@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import click
 import matplotlib
@@ -31,6 +31,7 @@ from protocol.rundir import RunDir  # noqa: E402
 
 STUDY_FIELDS = ("partners", "comm_every")  # config fields of the partner / communication study (Fig. 8)
 STUDY_DEFAULTS = {"partners": 0, "comm_every": 1}  # every neighbour, every update
+PAPER_ORDER = ("ss", "rho0", "ss rho=0", "ippo", "vs", "vps", "ps", "imr", "cl")
 CURVE_POINTS = 100  # curves are smoothed with a moving average of len/CURVE_POINTS updates
 
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
@@ -112,17 +113,24 @@ def metric(name: str) -> Callable[[Run], tuple[np.ndarray, np.ndarray]]:
 
 
 def band(ax: plt.Axes, runs: list[Run], series: Callable, label: str, color: str | None = None) -> None:
-    """Mean over seeds as a line, min-max over seeds as a band."""
+    """Mean over seeds as a line (SS's bolder), min-max over seeds as a band."""
     x, ys = stack(runs, series)
-    line, = ax.plot(x, ys.mean(0), label=f"{label} (n={len(runs)})", color=color, lw=1.6)
+    line, = ax.plot(x, ys.mean(0), label=f"{label} (n={len(runs)})", color=color, lw=2.4 if label == "ss" else 1.4)
     if len(runs) > 1:
         ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2, lw=0)
 
 
-def colours(labels: list[str]) -> dict[str, str]:
+def in_paper_order(labels: Iterable[str]) -> list[str]:
+    """Distinct algo labels, SS and its ablation first, then the baselines as the paper lists them, then
+    any other label alphabetically."""
+    rank = {label: i for i, label in enumerate(PAPER_ORDER)}
+    return sorted(set(labels), key=lambda label: (rank.get(label, len(rank)), label))
+
+
+def colours(labels: Iterable[str]) -> dict[str, str]:
     """One fixed colour per algo label across all figures."""
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {label: cycle[i % len(cycle)] for i, label in enumerate(sorted(set(labels)))}
+    return {label: cycle[i % len(cycle)] for i, label in enumerate(in_paper_order(labels))}
 
 
 def panels(n: int, width: float = 5.0, height: float = 3.6) -> tuple[plt.Figure, list[plt.Axes]]:
@@ -155,32 +163,37 @@ Result = list[Path] | str
 def fig1_training_curves(groups: dict[Group, list[Run]], out: Path) -> Result:
     """Fig. 1: normalised return vs episode, one panel per env, mean and min-max band over seeds."""
     envs = sorted({env for env, _ in groups})
-    colour = colours([label for _, label in groups])
+    labels = in_paper_order(label for _, label in groups)
+    colour = colours(labels)
     fig, axes = panels(len(envs))
     for ax, env in zip(axes, envs):
-        for (e, label), runs in groups.items():
-            if e == env:
-                band(ax, runs, metric("normalized_return"), label, colour[label])
+        for label in labels:
+            if (env, label) in groups:
+                band(ax, groups[(env, label)], metric("normalized_return"), label, colour[label])
         ax.set_title(f"{env}: training curves")
         episode_axis(ax, "normalized return")
-        ax.legend()
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5))
     return save(fig, out, "fig1_training_curves")
 
 
 def fig2_final_bars(groups: dict[Group, list[Run]], out: Path) -> Result:
     """Fig. 2: final normalised return (mean of the last 10% of updates) per env and algo, mean +- std."""
     envs = sorted({env for env, _ in groups})
-    colour = colours([label for _, label in groups])
-    fig, axes = panels(len(envs), width=4.2)
+    colour = colours(label for _, label in groups)
+    per_env = max(sum(1 for e, _ in groups if e == env) for env in envs)
+    fig, axes = panels(len(envs), width=max(4.2, 0.7 * per_env))
     for ax, env in zip(axes, envs):
-        labels = [label for e, label in groups if e == env]
+        labels = [label for label in in_paper_order(label for _, label in groups) if (env, label) in groups]
         finals = [[final_metrics(r.path)["normalized_return"] for r in groups[(env, label)]] for label in labels]
         means, stds = [np.mean(f) for f in finals], [np.std(f) for f in finals]
-        ticks = [f"{label}\n(n={len(f)})" for label, f in zip(labels, finals)]
+        ticks = [f"{label}\nn={len(f)}" for label, f in zip(labels, finals)]
         ax.bar(ticks, means, yerr=stds, capsize=4, color=[colour[label] for label in labels])
-        for x, m in enumerate(means):
-            ax.text(x, m / 2, f"{m:.2f}", ha="center", va="center", color="white", fontweight="bold",
-                    rotation=90, fontsize=9)
+        for x, (m, s) in enumerate(zip(means, stds)):  # the value just past the error bar's end
+            ax.annotate(f"{m:.2f}", (x, m - s if m < 0 else m + s), xytext=(0, -3 if m < 0 else 3),
+                        textcoords="offset points", ha="center", va="top" if m < 0 else "bottom", fontsize=8)
+        ax.margins(y=0.12)
         ax.set_title(f"{env}: final normalized return")
         ax.set_ylabel("mean of last 10% of updates")
         ax.axhline(0, color="black", lw=0.6)
@@ -299,17 +312,17 @@ def fig5_suggestions(groups: dict[Group, list[Run]], out: Path) -> Result:
         return "no runs whose train.csv has suggestion_mse values (SS runs)"
     share = {g: [r for r in runs if approach_share(r) is not None] for g, runs in mse.items()}
     share = {g: runs for g, runs in share.items() if runs}
-    colour = colours([label for _, label in mse])
+    colour = colours(f"{env}: {label}" for env, label in mse)  # one colour per env and algo
     fig, axes = panels(2 if share else 1, width=5.5)
     for (env, label), runs in mse.items():
-        band(axes[0], runs, suggestion_mse, f"{env}: {label}", colour[label])
+        band(axes[0], runs, suggestion_mse, f"{env}: {label}", colour[f"{env}: {label}"])
     axes[0].set_title("MSE between policy and received suggestions")
     episode_axis(axes[0], "suggestion MSE (mean over agents)")
     axes[0].set_yscale("log")
     axes[0].legend()
     if share:
         for (env, label), runs in share.items():
-            band(axes[1], runs, approach_share, f"{env}: {label}", colour[label])
+            band(axes[1], runs, approach_share, f"{env}: {label}", colour[f"{env}: {label}"])
         axes[1].set_title("suggestions to approach the prey")
         episode_axis(axes[1], "share with p(approach) > 0.5")
         axes[1].set_ylim(-0.02, 1.02)

@@ -112,10 +112,12 @@ def test_cl_agent_has_no_critic_no_neighbours_and_steps_on_the_team_advantage() 
 
 
 @pytest.mark.timeout(300)
-def test_cl_cluster_matches_sim_and_the_audit_shows_every_reward_going_to_the_learner(tmp_path: Path) -> None:
+@pytest.mark.parametrize("env", ["predation", "navigation"])
+def test_cl_cluster_matches_sim_and_the_audit_shows_every_reward_going_to_the_learner(tmp_path: Path,
+                                                                                       env: str) -> None:
     small = tmp_path / "small.toml"
     small.write_text("hidden = [16]\n")
-    opts = ["--env", "predation", "--agents", str(AGENTS), "--episodes", "4", "--batch", "2", "--seed", "3",
+    opts = ["--env", env, "--agents", str(AGENTS), "--episodes", "4", "--batch", "2", "--seed", "3",
             "--algo", "cl", "--config", str(small)]
     sim, out, listed = run_sim_and_cluster(tmp_path, opts)
     assert [p["role"] for p in listed].count("learner") == 1

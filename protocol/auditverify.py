@@ -4,7 +4,10 @@ Checks, naming the record of every failure: each record's hash covers its bytes;
 at its predecessor (so an edit, deletion, insertion or reordering breaks the chain) and is numbered in
 order; recorded frames match their lengths and SHA-256 digests; the kind is allowed for the sender's
 role and algorithm; and, when frames are recorded, the payload decodes with `protocol.codec.decode`,
-agrees with the record's envelope, comes from one sender and one run, goes out on the topic its kind
+agrees with the record's envelope, comes from one sender and one run at a time (a process started again
+into the same directory, e.g. a resumed cluster, appends a new run, which must begin with the message that
+opens every session: HELLO, or for the coordinator its first DIRECTORY),
+goes out on the topic its kind
 and sender imply, and carries no private field (reward, observation, value, parameter) the sender may
 not send. A torn tail is reported, not failed. Deleting the *last* records cannot be seen from the log
 alone: compare `VerifyResult.head` and `.records` with a copy kept elsewhere to detect truncation.
@@ -21,6 +24,9 @@ from protocol.auditlog import GENESIS, LogFormatError, Record, TornTail, frame_d
 from protocol.codec import ProtocolError, decode
 from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, PRIVATE_FIELDS, Kind, Message
 from protocol.topics import parse_topic
+
+# What a process sends first in a run: every run appended to a log must begin with one of these.
+SESSION_OPENERS = frozenset({Kind.HELLO, Kind.DIRECTORY})
 
 # The fixed sender ids of the non-agent roles (agents are >= 0).
 ROLE_SRC = {"envserver": ENVSERVER_ID, "coordinator": COORDINATOR_ID, "learner": CENTRAL_LEARNER_ID}
@@ -68,10 +74,11 @@ class _Sender:
             self.src = msg.src
         elif msg.src != self.src:
             problems.append(f"src {msg.src}, but this log belongs to sender {self.src}")
-        if self.run is None:
+        if self.run is None or (msg.run != self.run and msg.kind in SESSION_OPENERS):
             self.run = msg.run
         elif msg.run != self.run:
-            problems.append(f"run {msg.run!r}, but earlier records are of run {self.run!r}")
+            problems.append(f"run {msg.run!r}, but earlier records are of run {self.run!r} (a new run begins "
+                            "with HELLO, or the coordinator's DIRECTORY)")
         return problems
 
 

@@ -70,7 +70,19 @@ class Inbox:
         return {"received": by_kind, "dropped": dict(self.dropped)}
 
     def write_summary(self, path: Path) -> None:
-        """Write the summary as JSON (atomically)."""
+        """Write the summary as JSON (atomically), added to the one a previous process left in `path` (a
+        resumed run): like the audit log, it then covers every session of the run directory."""
+        summary = self.summary()
+        if path.exists():
+            summary = merged(json.loads(path.read_text()), summary)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.summary(), indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
         tmp.replace(path)
+
+
+def merged(a: dict, b: dict) -> dict:
+    """Two summaries (nested dicts of counts) added up, key by key."""
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = merged(out.get(key, {}), value) if isinstance(value, dict) else out.get(key, 0) + value
+    return out

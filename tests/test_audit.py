@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,3 +325,33 @@ def test_wrong_topic_fails(tmp_path: Path) -> None:
 def test_bad_mode_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="audit mode"):
         AuditLog(tmp_path / "audit.log", mode="everything")
+
+
+def test_a_log_may_hold_consecutive_runs_each_beginning_with_hello(tmp_path: Path, net: Loopback) -> None:
+    """A resumed cluster appends its new run to the same log; a run id switching mid-run still fails."""
+    path = tmp_path / "audit.log"
+    with AuditLog(path) as log:
+        send_session(Outbox("agent", "ss", RUN, 3, log), net)
+        send_session(Outbox("agent", "ss", "resumed-run", 3, log), net)  # starts with HELLO
+    assert verify_log(path, "agent", "ss").ok
+    with AuditLog(path) as log:  # a third run that does not register first
+        Outbox("agent", "ss", "spliced-run", 3, log).send(
+            net.xpub, Kind.DIST, dist_body(), dest="subscribers:dist/3/", endpoint=net.xpub_ep,
+            topic=dist_topic(3), round=0)
+    reasons = [str(f) for f in verify_log(path, "agent", "ss").failures]
+    assert reasons == ["record 8: run 'spliced-run', but earlier records are of run 'resumed-run' "
+                       "(a new run begins with HELLO, or the coordinator's DIRECTORY)"]
+
+
+def test_the_receive_summary_adds_up_over_sessions(tmp_path: Path) -> None:
+    from protocol.inbox import Inbox
+
+    path = tmp_path / "received.json"
+    for session in range(2):
+        inbox = Inbox("agent 3", logging.getLogger("test"))
+        inbox.received[("DIST", 4)] += 2
+        inbox.received_bytes[("DIST", 4)] += 100
+        inbox.dropped["stale"] += session  # only the second session drops one
+        inbox.write_summary(path)
+    assert json.loads(path.read_text()) == {"received": {"DIST": {"4": {"messages": 4, "bytes": 200}}},
+                                            "dropped": {"stale": 1}}

@@ -5,6 +5,7 @@ process at once, with the reason."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -62,6 +63,11 @@ def test_cluster_resumes_bit_identically_after_a_crash_left_the_world_one_checkp
     assert code == 0, log
     assert "resuming from update 2" in (out / "logs/coordinator.log").read_text()
     same_run(out, straight)
+    # the audit logs hold both sessions (each run id begins with its HELLO) and verify
+    audit = subprocess.run([script("ss-audit"), str(out), "--verify"], capture_output=True, text=True, timeout=60)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    received = json.loads((out / "agents/0/received.json").read_text())["received"]
+    assert received["DIRECTORY"]["-1"]["messages"] == 2
     if algo == "cl":
         assert (out / "logs/learner.train.csv").read_bytes() == (straight / "logs/learner.train.csv").read_bytes()
     assert not any(alive(p["pid"]) for p in listed)

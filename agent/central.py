@@ -36,7 +36,7 @@ class CentralLearner(AgentFacing):
         directory = served.directory
         self.spec = directory.spec
         self.critic = CentralCritic(directory.spec, directory.config)
-        self.saved = load_checkpoints(self.run_dir.central_checkpoint)
+        self.saved: dict[int, dict] = {}  # the critic's checkpoints by update, read only when resuming
 
     def collect(self, update: int, deadline_s: float) -> list[Body]:
         """One valid REWARD of round `update` from every agent, in agent order; RuntimeError after the deadline."""
@@ -62,13 +62,15 @@ class CentralLearner(AgentFacing):
         return [got[i].body for i in sorted(got)]
 
     def checkpoints(self) -> list[int]:
+        """Read the critic's checkpoints (called only when the run resumes); their updates."""
+        self.saved = load_checkpoints(self.run_dir.central_checkpoint)
         return sorted(self.saved)
 
     def run(self, start: int) -> None:
         """Every update from `start`: REWARDs in, team advantage out to each agent (ADV), then the K critic steps."""
         restore(lambda state: self.critic.load_state_dict(state["learner"]), self.saved, start,
                 self.run_dir.central_checkpoint)
-        train_log = open_central_log(self.run_dir, start * self.config.batch if start else None)
+        train_log = open_central_log(self.run_dir, self.config.kept_episodes(start))
         try:
             for update in range(start, self.config.updates):
                 # a whole rollout lies between two updates' REWARDs: the reset deadline bounds the wait
@@ -79,7 +81,7 @@ class CentralLearner(AgentFacing):
                 stats = self.critic.fit()
                 episode = (update + 1) * self.config.batch
                 train_log.append({"update": update + 1, "episode": episode, **stats})
-                if (update + 1) % self.config.checkpoint_every == 0 or update + 1 == self.config.updates:
+                if self.config.checkpoint_due(update + 1):
                     save_checkpoint(self.run_dir.central_checkpoint, update + 1, episode, self.critic.state_dict())
         finally:
             train_log.close()

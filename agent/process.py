@@ -117,7 +117,7 @@ class AgentProcess:
         """Updates `start` .. config.updates - 1, checkpointing on the run's schedule."""
         config, spec = directory.config, directory.spec
         rows = spec.horizon * spec.batch
-        train_log = open_train_log(self.run_dir.train(self.me), start * config.batch if start else None)
+        train_log = open_train_log(self.run_dir.train(self.me), config.kept_episodes(start))
         try:
             for update in range(start, config.updates):
                 self.rollout(learner, update, config.step_deadline_s, config.reset_deadline_s, spec.horizon)
@@ -131,7 +131,7 @@ class AgentProcess:
                     learner.update_step(k, received)
                 episode = (update + 1) * config.batch
                 train_log.append({"update": update + 1, "episode": episode, **learner.end_update()})
-                if (update + 1) % config.checkpoint_every == 0 or update + 1 == config.updates:
+                if config.checkpoint_due(update + 1):
                     save_checkpoint(self.run_dir.checkpoint(self.me), update + 1, episode, learner.state_dict())
         finally:
             train_log.close()

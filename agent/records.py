@@ -38,4 +38,3 @@ def save_checkpoint(path: Path, update: int, episode: int, learner_state: dict[s
 def load_checkpoints(path: Path) -> dict[int, dict[str, Any]]:
     """The saved versions (current and previous) by update; {} if there are none."""
     return versions(path, lambda p: torch.load(p, weights_only=False))
-

@@ -18,7 +18,9 @@ import multiprocessing
 import tempfile
 import time
 import timeit
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import zmq
@@ -106,25 +108,43 @@ def message_costs(record: Record, log_dir: Path) -> tuple[float, float]:
 # ---- the raw pyzmq baseline ------------------------------------------------------------------------
 
 
+@contextmanager
+def bare_socket(kind: int, linger_ms: int) -> Iterator[zmq.Socket]:
+    """A plain pyzmq socket (none of our factory's options) in its own context, closed with it on exit.
+    A receive gives up after 10 s (zmq.Again rather than a hang if the process at the other end died)."""
+    ctx = zmq.Context()
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, linger_ms)
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    try:
+        yield sock
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def reap(procs: list[multiprocessing.Process]) -> None:
+    """Join the child processes, killing any still alive after 10 s."""
+    for p in procs:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
 def echo(endpoint: str, reply_bytes: int, count: int) -> None:
     """Child process: a ROUTER that answers each of `count` requests with `reply_bytes` bytes.
 
     It gives up after 10 s without a request, so it never outlives a parent that died."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, 1000)
-    sock.setsockopt(zmq.RCVTIMEO, 10_000)
-    sock.bind(endpoint)
     reply = b"o" * reply_bytes
-    try:
-        for _ in range(count):
-            routing_id, _ = sock.recv_multipart()
-            sock.send_multipart([routing_id, reply])
-    except zmq.Again:
-        pass
-    finally:
-        sock.close()
-        ctx.term()
+    with bare_socket(zmq.ROUTER, linger_ms=1000) as sock:
+        sock.bind(endpoint)
+        try:
+            for _ in range(count):
+                routing_id, _ = sock.recv_multipart()
+                sock.send_multipart([routing_id, reply])
+        except zmq.Again:
+            pass
 
 
 def raw_round_trips(request_bytes: int, reply_bytes: int, count: int, warmup: int = 200) -> list[float]:
@@ -132,27 +152,19 @@ def raw_round_trips(request_bytes: int, reply_bytes: int, count: int, warmup: in
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     child = multiprocessing.get_context("spawn").Process(target=echo, args=(endpoint, reply_bytes, warmup + count))
     child.start()
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 10_000)  # zmq.Again rather than a hang if the echo process died
-    sock.connect(endpoint)
     request = b"s" * request_bytes
     times = []
     try:
-        for i in range(warmup + count):
-            start = time.perf_counter()
-            sock.send(request)
-            sock.recv()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
+        with bare_socket(zmq.DEALER, linger_ms=0) as sock:
+            sock.connect(endpoint)
+            for i in range(warmup + count):
+                start = time.perf_counter()
+                sock.send(request)
+                sock.recv()
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
     finally:
-        sock.close()
-        ctx.term()
-        child.join(timeout=10)
-        if child.is_alive():
-            child.kill()
-            child.join()
+        reap([child])
     return times
 
 
@@ -161,48 +173,37 @@ def lockstep_server(endpoint: str, clients: int, reply_bytes: int, steps: int, o
 
     Sends back (via `out`) the gap from the last reply of step t to the first reply of step t+1, the same
     span as the cluster's lockstep latency. Gives up after 10 s without a request."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, 1000)
-    sock.setsockopt(zmq.RCVTIMEO, 10_000)
-    sock.bind(endpoint)
     reply = b"o" * reply_bytes
     gaps: list[float] = []
     last = None
-    try:
-        for _ in range(steps):
-            routes = [sock.recv_multipart()[0] for _ in range(clients)]
-            first = time.perf_counter()
-            if last is not None:
-                gaps.append(first - last)
-            for routing_id in routes:
-                last = time.perf_counter()
-                sock.send_multipart([routing_id, reply])
-    except zmq.Again:
-        pass
-    finally:
-        out.send(gaps)
-        sock.close()
-        ctx.term()
+    with bare_socket(zmq.ROUTER, linger_ms=1000) as sock:
+        sock.bind(endpoint)
+        try:
+            for _ in range(steps):
+                routes = [sock.recv_multipart()[0] for _ in range(clients)]
+                first = time.perf_counter()
+                if last is not None:
+                    gaps.append(first - last)
+                for routing_id in routes:
+                    last = time.perf_counter()
+                    sock.send_multipart([routing_id, reply])
+        except zmq.Again:
+            pass
+        finally:
+            out.send(gaps)
 
 
 def lockstep_client(endpoint: str, request_bytes: int, steps: int) -> None:
     """Child process: `steps` times, send a request and wait for the reply (an agent's STEP -> OBS)."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 10_000)
-    sock.connect(endpoint)
     request = b"s" * request_bytes
-    try:
-        for _ in range(steps):
-            sock.send(request)
-            sock.recv()
-    except zmq.Again:
-        pass
-    finally:
-        sock.close()
-        ctx.term()
+    with bare_socket(zmq.DEALER, linger_ms=0) as sock:
+        sock.connect(endpoint)
+        try:
+            for _ in range(steps):
+                sock.send(request)
+                sock.recv()
+        except zmq.Again:
+            pass
 
 
 def raw_lockstep(clients: int, request_bytes: int, reply_bytes: int, count: int, warmup: int = 200) -> list[float]:
@@ -218,11 +219,7 @@ def raw_lockstep(clients: int, request_bytes: int, reply_bytes: int, count: int,
     try:
         gaps = receive.recv() if receive.poll(600) else []
     finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(procs)
     return gaps[warmup - 1:]  # the first gap follows step 0
 
 

@@ -5,8 +5,8 @@ sends HELLO (its endpoint, optionally its neighbour list); once all N agents and
 registered, each gets a DIRECTORY (the resolved run config, the world spec, its neighbours and their
 endpoints, the env server's endpoint, and the central learner's for cl);
 each reports READY once its links are up (when resuming, with the updates it holds checkpoints of); then
-START is broadcast with the newest update every process holds (protocol/checkpoints.py), or 0. After START the coordinator only
-watches (HEARTBEAT, STOP); the run does not depend on it.
+START is broadcast with the newest update every process holds (protocol/checkpoints.py), or 0. After
+START the coordinator only watches (HEARTBEAT, STOP); the run does not depend on it.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class Simulation:
         if not self.start_update:  # a fresh run: never resume into an older run's checkpoints later
             for path in (*map(rd.checkpoint, range(config.agents)), rd.central_checkpoint, rd.world_checkpoint):
                 discard(path)
-        keep = self.start_update * config.batch if self.start_update else None
+        keep = config.kept_episodes(self.start_update)
         metrics = CsvLog(rd.metrics, metric_columns(self.world), keep)
         train_logs = [open_train_log(rd.train(i), keep) for i in range(config.agents)]
         if self.central is not None:
@@ -83,7 +83,7 @@ class Simulation:
                 metrics.append(row)
                 for i, stats in enumerate(self.train()):  # CL: the central critic's stats last
                     train_logs[i].append({"update": update + 1, "episode": episode, **stats})
-                if (update + 1) % config.checkpoint_every == 0 or update + 1 == config.updates:
+                if config.checkpoint_due(update + 1):
                     self.checkpoint(update + 1, episode)
                 bar.advance(row)
         finally:

@@ -27,7 +27,7 @@ def main(argv: list[str]) -> None:
     runs = [Path(a) for a in argv if (Path(a) / "metrics.csv").exists()]
     if not runs:
         sys.exit("usage: python -m coordinator.summary RUN_DIR...  (directories holding metrics.csv)")
-    table = {run_names(runs)[i]: final_metrics(run) for i, run in enumerate(runs)}
+    table = dict(zip(run_names(runs), map(final_metrics, runs)))
     columns = list(next(iter(table.values())))
     width = max(24, *(len(name) + 2 for name in table))
     print(f"{'run':<{width}}" + "".join(f"{c:>20}" for c in columns))

@@ -38,7 +38,7 @@ class EnvServer(AgentFacing):
         self.world = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed)
         self.spec = self.world.spec
         self.live = set(range(self.config.agents))
-        self.saved = versions(self.run_dir.world_checkpoint, read_json)  # the world's checkpoints, by update
+        self.saved: dict[int, dict] = {}  # the world's checkpoints by update, read only when resuming
 
     # ---- receiving --------------------------------------------------------------------------
 
@@ -116,6 +116,8 @@ class EnvServer(AgentFacing):
         return acts
 
     def checkpoints(self) -> list[int]:
+        """Read the world's checkpoints (called only when the run resumes); their updates."""
+        self.saved = versions(self.run_dir.world_checkpoint, read_json)
         return sorted(self.saved)
 
     def run(self, start: int) -> None:
@@ -123,14 +125,14 @@ class EnvServer(AgentFacing):
         it, and the world is checkpointed on the agents' schedule (world_checkpoint.json, as `ss-sim`)."""
         cfg, path = self.config, self.run_dir.world_checkpoint
         restore(lambda state: self.world.set_state(state["world"]), self.saved, start, path)
-        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world), start * cfg.batch if start else None)
+        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world), cfg.kept_episodes(start))
         try:
             for update in range(start, cfg.updates):
                 row = self.play_batch(update)
                 metrics.append(row)
                 if row["missing_actions"]:
                     log.warning("batch %d: %d agent-steps used the default action", update, row["missing_actions"])
-                if (update + 1) % cfg.checkpoint_every == 0 or update + 1 == cfg.updates:
+                if cfg.checkpoint_due(update + 1):
                     save_json(path, {"update": update + 1, "world": self.world.get_state()})
         finally:
             metrics.close()

@@ -96,6 +96,15 @@ class RunConfig:
         """Number of training updates: each consumes `batch` episodes."""
         return -(-self.episodes // self.batch)
 
+    def checkpoint_due(self, updates_done: int) -> bool:
+        """True when every process checkpoints after `updates_done` updates: every `checkpoint_every`,
+        and at the end. One schedule for all of them, or a resumed run would find no common update."""
+        return updates_done % self.checkpoint_every == 0 or updates_done == self.updates
+
+    def kept_episodes(self, start: int) -> int | None:
+        """The episodes a run resumed at update `start` keeps of its logs (None: a fresh run, keep none)."""
+        return start * self.batch if start else None
+
     def validate(self) -> None:
         """Raise ValueError with a clear message if the config cannot be run."""
         if self.env not in PAPER_DEFAULTS and ":" not in self.env:

@@ -25,7 +25,7 @@ from protocol.rundir import RunDir
 
 class Service(Protocol):
     def checkpoints(self) -> Iterable[int]:
-        """The updates this service can resume from."""
+        """Read this service's checkpoints (only when the run resumes) and return the updates they hold."""
 
     def run(self, start: int) -> None:
         """Serve updates `start` .. the last."""

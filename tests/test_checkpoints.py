@@ -53,3 +53,11 @@ def test_restore_loads_the_named_update_or_discards_on_a_fresh_start(tmp_path: P
         restore(loaded.append, saved, 5, path)
     restore(loaded.append, saved, 0, path)
     assert loaded == [{"update": 1}] and versions(path, read_json) == {}
+
+
+def test_one_checkpoint_schedule_and_what_a_resumed_run_keeps() -> None:
+    from protocol.config import RunConfig
+
+    config = RunConfig(episodes=28, batch=4, checkpoint_every=3)  # 7 updates
+    assert [u for u in range(1, 8) if config.checkpoint_due(u)] == [3, 6, 7]
+    assert config.kept_episodes(0) is None and config.kept_episodes(3) == 12

@@ -343,6 +343,10 @@ def _array_from_wire(where: str, value: Any, limits: Limits) -> np.ndarray:
     count = math.prod(shape)
     if count > limits.max_array_elems:
         raise ProtocolError(f"{where}: shape {shape} has {count} elements, limit {limits.max_array_elems}")
+    # numpy sizes an array by the product of its non-zero axes even when another axis is 0, so bound
+    # that too: [0, 2**20, 2**20] holds no element, yet numpy refuses it as "array is too big"
+    if math.prod(max(d, 1) for d in shape) > top:
+        raise ProtocolError(f"{where}: shape {shape} spans more than {top} elements along its non-zero axes")
     if type(data) is not bytes or len(data) != count * dtype.itemsize:
         got = len(data) if type(data) is bytes else type(data).__name__
         raise ProtocolError(f"{where}: shape {shape} of {name} needs {count * dtype.itemsize} bytes, data has {got}")

@@ -22,6 +22,7 @@ from protocol.checkpoints import restore
 from protocol.cliopts import process_options, run_process
 from protocol.messages import CENTRAL_LEARNER_ID, Kind, Message
 from protocol.rundir import RunDir
+from protocol.rendezvous import Start
 from protocol.service import AgentFacing, Served
 from protocol.service import serve as run_service
 
@@ -29,7 +30,7 @@ log = logging.getLogger("ss-critic")
 
 
 class CentralLearner(AgentFacing):
-    """The central critic behind a bound ROUTER; routes are fixed by each agent's first valid message."""
+    """The central critic behind a bound ROUTER; each agent's replies go to the connection of its REWARD."""
 
     def __init__(self, served: Served):
         super().__init__(served)
@@ -37,6 +38,7 @@ class CentralLearner(AgentFacing):
         self.spec = directory.spec
         self.critic = CentralCritic(directory.spec, directory.config)
         self.saved: dict[int, dict] = {}  # the critic's checkpoints by update, read only when resuming
+        self.link = served.link
 
     def collect(self, update: int, deadline_s: float) -> list[Body]:
         """One valid REWARD of round `update` from every agent, in agent order; RuntimeError after the deadline."""
@@ -56,6 +58,7 @@ class CentralLearner(AgentFacing):
                 self.inbox.drop("invalid", f"REWARD from agent {msg.src}: {problem}")
             else:
                 got[msg.src] = msg
+                self.routes.attach(msg.src)
         missing = sorted(agents - got.keys())
         if missing:
             raise RuntimeError(f"no REWARD of update {update} from agents {missing} within {deadline_s:.0f}s")
@@ -66,13 +69,14 @@ class CentralLearner(AgentFacing):
         self.saved = load_checkpoints(self.run_dir.central_checkpoint)
         return sorted(self.saved)
 
-    def run(self, start: int) -> None:
+    def run(self, start: Start) -> None:
         """Every update from `start`: REWARDs in, team advantage out to each agent (ADV), then the K critic steps."""
-        restore(lambda state: self.critic.load_state_dict(state["learner"]), self.saved, start,
+        restore(lambda state: self.critic.load_state_dict(state["learner"]), self.saved, start.checkpoint,
                 self.run_dir.central_checkpoint)
-        train_log = open_central_log(self.run_dir, self.config.kept_episodes(start))
+        train_log = open_central_log(self.run_dir, self.config.kept_episodes(start.update))
         try:
-            for update in range(start, self.config.updates):
+            for update in range(start.update, self.config.updates):
+                self.link.progress = update
                 # a whole rollout lies between two updates' REWARDs: the reset deadline bounds the wait
                 advantages = self.critic.advantages(self.collect(update, self.config.reset_deadline_s))
                 for i in range(self.config.agents):

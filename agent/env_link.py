@@ -19,6 +19,20 @@ class EnvServerUnavailable(RuntimeError):
     """The env server did not answer before the deadline."""
 
 
+class Behind(Exception):
+    """The env server moved on without us (we were paused, disconnected or restarted): the partial episode
+    batch is lost, and `episode` is the batch we can still join."""
+
+    def __init__(self, episode: int, reason: str):
+        super().__init__(reason)
+        self.episode = episode
+
+
+# A request unanswered for the env server's own deadline plus this is sent again (marked resync): the env
+# server always answers by its deadline, so silence past it means a lost reply, never a slow world.
+RETRY_MARGIN_S = 5.0
+
+
 class EnvLink:
     """Lockstep requests to the env server; every reply is validated against the world's spaces."""
 
@@ -30,20 +44,31 @@ class EnvLink:
         self.n_neighbors = n_neighbors
         self.link = Requester(ctx, endpoint, "the env server", "envserver", ENVSERVER_ID, outbox, inbox,
                               EnvServerUnavailable, while_waiting, keys)
+        self.fresh = True  # nothing asked yet
 
-    def reset(self, episode: int, deadline_s: float) -> Message:
+    def reset(self, episode: int, retry_s: float, give_up_s: float) -> Message:
         """Ask for episode batch `episode`; returns the OBS with the initial observations."""
-        return self.request(Kind.RESET, {"episode": episode}, episode, 0, deadline_s)
+        return self.request(Kind.RESET, {"episode": episode}, episode, 0, retry_s, give_up_s)
 
-    def step(self, episode: int, step: int, actions: np.ndarray, deadline_s: float) -> Message:
+    def step(self, episode: int, step: int, actions: np.ndarray, retry_s: float, give_up_s: float) -> Message:
         """Send our actions for step `step` (1..T); returns the OBS after the world moved."""
-        return self.request(Kind.STEP, {"episode": episode, "actions": actions}, episode, step, deadline_s)
+        return self.request(Kind.STEP, {"episode": episode, "actions": actions}, episode, step, retry_s, give_up_s)
 
-    def request(self, kind: Kind, body: dict, episode: int, step: int, deadline_s: float) -> Message:
-        return self.link.request(kind, body, Kind.OBS, lambda msg: self._check(msg, episode, step), deadline_s,
-                                 f"episode batch {episode}, step {step}", step=step)
+    def request(self, kind: Kind, body: dict, episode: int, step: int, retry_s: float, give_up_s: float) -> Message:
+        """Lazy Pirate: resend (marked resync) every `retry_s`, give up after `give_up_s`; the first request
+        of this process is marked resync too (a restarted agent may be behind). Raises Behind."""
+        msg = self.link.request(kind, body, {Kind.OBS, Kind.EPISODE_END}, lambda m: self._check(m, episode, step),
+                                give_up_s, f"episode batch {episode}, step {step}", retry_s=retry_s,
+                                resync=self.fresh, step=step)
+        self.fresh = False
+        return msg
 
     def _check(self, msg: Message, episode: int, step: int) -> tuple[str, str] | None:
+        if msg.kind is Kind.EPISODE_END:
+            join = msg.body["episode"]
+            if join > episode or (join == episode and step > 0):
+                raise Behind(join, msg.body["reason"])
+            return "stale", f"EPISODE_END (join e{join}) while waiting for e{episode} s{step}"
         if msg.body["episode"] != episode or msg.step != step:
             return "stale", f"OBS e{msg.body['episode']} s{msg.step} while waiting for e{episode} s{step}"
         problem = self._problem(msg, step)

@@ -3,7 +3,9 @@
 Round r: publish our broadcast bodies on `<kind>/i/` and each addressed body on `<kind>/i/j/`
 (SS: DIST on `dist/i/`, SUGG on `sugg/i/j/`); then collect, from each neighbour, every kind the round
 carries (`RoundKinds`), tagged with round r, until all arrived or the deadline passes. A neighbour
-missing at the deadline is a communication gap for that round (the learner drops its terms).
+missing at the deadline is a communication gap for that round (the learner drops its terms), and is
+then waited for only briefly (SILENT_GRACE_S) until it is back, so a dead or paused neighbour costs its
+neighbours one deadline, not one per round.
 Messages for later rounds are kept; earlier rounds and duplicates are dropped and counted. Which SUB
 socket a message came in on says who sent it; a `src` that disagrees is refused.
 """
@@ -27,6 +29,8 @@ from protocol.messages import Kind, Message
 from protocol.topics import TOPIC_KINDS, parse_topic, topic
 
 log = logging.getLogger("ss-agent")
+
+SILENT_GRACE_S = 0.2  # how long a round waits for neighbours that missed their previous round
 
 
 class PeerLink:
@@ -56,6 +60,7 @@ class PeerLink:
         self.early: dict[int, dict[tuple[int, Kind], Message]] = {}  # round -> (src, kind) -> message
         self.subscribed: set[bytes] = set()
         self.gaps = 0
+        self.silent: set[int] = set()  # neighbours that missed their last round: waited for only briefly
 
     def topics_from(self, j: int) -> list[bytes]:
         """The topics we subscribe to on neighbour j's publisher."""
@@ -98,8 +103,11 @@ class PeerLink:
                                  topic=topic(kind, self.me, j), round=round_id)
         got = self.early.pop(round_id, {})
         wanted = {(j, k) for j, kinds in expect.items() for k in kinds}
+        awaited = {(j, k) for j, k in wanted if j not in self.silent}  # a silent neighbour holds nobody up
         end = time.monotonic() + deadline_s
         while not wanted <= got.keys() and (left := end - time.monotonic()) > 0:
+            if awaited <= got.keys():  # only silent neighbours missing: a short grace, in case they are back
+                end = min(end, time.monotonic() + SILENT_GRACE_S)
             self.while_waiting()
             for sub, _ in self.poller.poll(int(min(left, 0.5) * 1000)):
                 self._receive(sub, round_id, got, rows)
@@ -108,8 +116,14 @@ class PeerLink:
             missing = sorted(k.value for k in kinds if (j, k) not in got)
             if missing:
                 self.gaps += 1
-                log.warning("agent %d: round %d: no %s from neighbour %d within %.0fs (communication gap)",
-                            self.me, round_id, "/".join(missing), j, deadline_s)
+                if j not in self.silent:
+                    log.warning("agent %d: round %d: no %s from neighbour %d within %.0fs (communication gap; "
+                                "not waiting for it again until it is back)", self.me, round_id,
+                                "/".join(missing), j, deadline_s)
+                self.silent.add(j)
+            elif j in self.silent:
+                log.info("agent %d: neighbour %d is back (round %d)", self.me, j, round_id)
+                self.silent.discard(j)
             received[j] = {k: got[(j, k)].body for k in kinds if (j, k) in got}
         return received
 

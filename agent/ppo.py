@@ -236,6 +236,12 @@ class PPOLearner:
         self.updates += 1
         return stats
 
+    def skip_to(self, update: int) -> None:
+        """Drop a partial rollout and continue at `update` (this agent missed the updates in between)."""
+        self.buffer.clear()
+        self._update = None
+        self.updates = update
+
     # ---- persistence --------------------------------------------------------------------------
 
     def state_dict(self) -> dict:

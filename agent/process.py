@@ -19,15 +19,17 @@ import zmq
 
 from agent.baselines import make_learner
 from agent.baselines.cl import CLLearner
-from agent.env_link import EnvLink
+from agent.env_link import RETRY_MARGIN_S, Behind, EnvLink
 from agent.learner_link import LearnerLink
 from agent.ppo import PPOLearner
 from agent.peer_link import PeerLink
-from agent.records import load_checkpoints, open_train_log, save_checkpoint
+from agent.records import load_checkpoints, missed_row, open_train_log, save_checkpoint
 from protocol import sockets
 from protocol.audit import Outbox
 from protocol.auditlog import AuditLog
 from protocol.checkpoints import restore
+from protocol.config import RunConfig
+from protocol.csvlog import CsvLog
 from protocol.inbox import Inbox
 from protocol.keys import KeyRing, client_keys, server_keys
 from protocol.logsetup import Terminated
@@ -101,11 +103,11 @@ class AgentProcess:
         saved = load_checkpoints(self.run_dir.checkpoint(self.me)) if directory.resume else {}
         start = self.coordinator.ready_and_wait_start(self.opts.register_deadline_s, checkpoints=saved.keys())
         log.info("agent %d: START (%s, neighbours %s)%s", self.me, config.algo, list(directory.neighbors),
-                 f", resuming from update {start}" if start else "")
+                 f", resuming from update {start.update}" if start.update else "")
         try:
-            restore(lambda state: learner.load_state_dict(state["learner"]), saved, start,
+            restore(lambda state: learner.load_state_dict(state["learner"]), saved, start.checkpoint,
                     self.run_dir.checkpoint(self.me))
-            self.train(learner, directory, start)
+            self.train(learner, directory, start.update)
         except RunStopped:
             raise  # the coordinator knows: it told us
         except (Exception, Terminated) as err:
@@ -114,13 +116,20 @@ class AgentProcess:
         self.coordinator.stop("finished")
 
     def train(self, learner: PPOLearner, directory: Directory, start: int) -> None:
-        """Updates `start` .. config.updates - 1, checkpointing on the run's schedule."""
+        """Updates `start` .. config.updates - 1, checkpointing on the run's schedule. When the env server
+        has moved on without us, we rejoin at the batch it names; the updates missed get rows of nan."""
         config, spec = directory.config, directory.spec
         rows = spec.horizon * spec.batch
         train_log = open_train_log(self.run_dir.train(self.me), config.kept_episodes(start))
+        update = start
         try:
-            for update in range(start, config.updates):
-                self.rollout(learner, update, config.step_deadline_s, config.reset_deadline_s, spec.horizon)
+            while update < config.updates:
+                self.coordinator.progress = update
+                try:
+                    self.rollout(learner, update, config, spec.horizon)
+                except Behind as behind:
+                    update = self.rejoin(learner, update, behind, config, train_log)
+                    continue
                 if isinstance(learner, CLLearner):
                     learner.receive_advantages(self.central.advantages(update, learner.report(),
                                                                        config.round_deadline_s))
@@ -129,20 +138,38 @@ class AgentProcess:
                     received = self.peers.exchange(update * config.iterations + k, learner.outgoing(k),
                                                    learner.expected(k), rows, config.round_deadline_s)
                     learner.update_step(k, received)
-                episode = (update + 1) * config.batch
-                train_log.append({"update": update + 1, "episode": episode, **learner.end_update()})
-                if config.checkpoint_due(update + 1):
-                    save_checkpoint(self.run_dir.checkpoint(self.me), update + 1, episode, learner.state_dict())
+                update += 1
+                episode = update * config.batch
+                train_log.append({"update": update, "episode": episode, **learner.end_update()})
+                if config.checkpoint_due(update):
+                    save_checkpoint(self.run_dir.checkpoint(self.me), update, episode, learner.state_dict())
         finally:
             train_log.close()
 
-    def rollout(self, learner: PPOLearner, update: int, step_deadline: float, reset_deadline: float,
-                horizon: int) -> None:
+    def rejoin(self, learner: PPOLearner, update: int, behind: Behind, config: RunConfig, train_log: CsvLog) -> int:
+        """Skip to the episode batch the env server says we can join; returns it. The missed updates get nan
+        rows, and the last checkpoint due among them is written (our state, unchanged), so a later resume
+        still finds an update every process holds."""
+        join = min(behind.episode, config.updates)
+        log.warning("agent %d: behind the env server (%s): %s", self.me, behind,
+                    f"missed updates {update + 1}..{join}" if join > update else f"redoing update {update + 1}")
+        for missed in range(update + 1, join + 1):
+            train_log.append(missed_row(missed, missed * config.batch))
+        due = [u for u in range(update + 1, join + 1) if config.checkpoint_due(u)]
+        if due:
+            learner.skip_to(due[-1])
+            save_checkpoint(self.run_dir.checkpoint(self.me), due[-1], due[-1] * config.batch, learner.state_dict())
+        learner.skip_to(join)
+        return join
+
+    def rollout(self, learner: PPOLearner, update: int, config: RunConfig, horizon: int) -> None:
         """One episode batch in lockstep with the env server: act on our own observations only."""
-        reply = self.env.reset(update, reset_deadline)
+        retry_s = config.step_deadline_s + RETRY_MARGIN_S
+        give_up_s = config.reset_deadline_s + retry_s
+        reply = self.env.reset(update, retry_s, give_up_s)
         for t in range(1, horizon + 1):
             actions = learner.act(reply.body["obs"], reply.body["mask"])
-            reply = self.env.step(update, t, np.asarray(actions, dtype=np.int64), step_deadline)
+            reply = self.env.step(update, t, np.asarray(actions, dtype=np.int64), retry_s, give_up_s)
             if reply.body["default_used"]:
                 log.warning("agent %d: the env server used the default action for us at step %d", self.me, t)
             learner.record(reply.body["reward"], reply.body["truncated"], reply.body["obs"])

@@ -24,6 +24,11 @@ def open_train_log(path: Path, keep_until_episode: int | None) -> CsvLog:
     return CsvLog(path, TRAIN_COLUMNS, keep_until_episode)
 
 
+def missed_row(update: int, episode: int) -> dict[str, object]:
+    """The train.csv row of an update this agent missed (it was paused, cut off or restarted): no statistic."""
+    return {"update": update, "episode": episode, **{c: float("nan") for c in TRAIN_COLUMNS[2:]}}
+
+
 def open_central_log(run_dir: RunDir, keep_until_episode: int | None = None) -> CsvLog:
     """CL's central learner's training log, DIR/logs/learner.train.csv (its critic's loss per update)."""
     return CsvLog(run_dir.logs / "learner.train.csv", CENTRAL_COLUMNS, keep_until_episode)

@@ -38,26 +38,40 @@ class Requester:
         self.sock = sockets.dealer(ctx, curve=client_keys(keys, server_id))
         self.sock.connect(endpoint)
 
-    def request(self, kind: Kind, body: dict[str, Any], reply: Kind, check: ReplyCheck, deadline_s: float,
-                what: str, *, round: int | None = None, step: int | None = None) -> Message:
-        """Send `kind`, return the first reply of kind `reply` that passes `check`; `what` names the request."""
+    def request(self, kind: Kind, body: dict[str, Any], replies: Kind | set[Kind], check: ReplyCheck,
+                deadline_s: float, what: str, *, retry_s: float | None = None, resync: bool = False,
+                round: int | None = None, step: int | None = None) -> Message:
+        """Send `kind`, return the first reply of a kind in `replies` that passes `check`; `what` names the request.
+
+        With `retry_s` (Lazy Pirate), a request unanswered that long is sent again, marked `resync`: the
+        connection may have dropped and come back, losing the reply. `resync` marks the first send too."""
         end = time.monotonic() + deadline_s
         if not self.sock.poll(int(deadline_s * 1000), zmq.POLLOUT):
             raise self.unavailable(f"cannot reach {self.name} at {self.endpoint} within {deadline_s:.0f}s")
-        self.outbox.send(self.sock, kind, body, dest=self.dest, endpoint=self.endpoint, round=round, step=step)
+        kinds = {replies} if isinstance(replies, Kind) else replies
+        while (left := end - time.monotonic()) > 0:
+            self.outbox.send(self.sock, kind, {**body, "resync": True} if resync else body, dest=self.dest,
+                             endpoint=self.endpoint, round=round, step=step)
+            if (msg := self._await(kinds, check, min(left, retry_s or left))) is not None:
+                return msg
+            resync = True
+        raise self.unavailable(f"no reply from {self.name} at {self.endpoint} to {kind.value} ({what}) "
+                               f"within {deadline_s:.0f}s: is it running?")
+
+    def _await(self, kinds: set[Kind], check: ReplyCheck, wait_s: float) -> Message | None:
+        end = time.monotonic() + wait_s
         while (left := end - time.monotonic()) > 0:
             self.while_waiting()
             if not self.sock.poll(int(min(left, 0.5) * 1000)):
                 continue
-            msg = self.inbox.accept(self.sock.recv(), kinds={reply}, src=self.server_id, origin=self.endpoint)
+            msg = self.inbox.accept(self.sock.recv(), kinds=kinds, src=self.server_id, origin=self.endpoint)
             if msg is None:
                 continue
             problem = check(msg)
             if problem is None:
                 return msg
             self.inbox.drop(*problem)
-        raise self.unavailable(f"no reply from {self.name} at {self.endpoint} to {kind.value} ({what}) "
-                               f"within {deadline_s:.0f}s: is it running?")
+        return None
 
     def close(self) -> None:
         self.sock.close()

@@ -112,19 +112,24 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
 @click.option("--curve", is_flag=True,
               help="CurveZMQ on every socket: makes the run's keys in --out/keys (once) and admits only them.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in logs).")
-def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_progress: bool) -> None:
+@click.option("--max-restarts", type=click.IntRange(min=0), default=3, show_default=True,
+              help="How often each process that dies (kill -9, a crash) is restarted before the run stops.")
+def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_progress: bool,
+                 max_restarts: int) -> None:
     """Run a local cluster: the coordinator, the env server and one OS process per agent.
 
     Same options and same run directory as `ss-sim` (plus processes.json and logs/<process>.log);
     same seed gives bit-identical metrics.csv and parameters. Like `ss-sim` it resumes from the newest
-    checkpoint every process in --out holds. Ctrl-C, or any process failing, stops every process; the
-    exit code is non-zero and the failing process's last log lines are printed.
+    checkpoint every process in --out holds. A process that dies (kill -9, a crash) is restarted and
+    rejoins the run (--max-restarts); Ctrl-C, a process reporting a failure, or restarts running out
+    stops every process: the exit code is non-zero and the failing process's last log lines are printed.
     """
     from coordinator.launcher import run_cluster
 
     if not no_resume:
         check_resumable(config, out)
-    code = run_cluster(config, out, progress=not no_progress, resume=not no_resume, curve=curve)
+    code = run_cluster(config, out, progress=not no_progress, resume=not no_resume, curve=curve,
+                       max_restarts=max_restarts)
     if code == 0:
         click.echo(f"done: {config.updates} updates ({config.updates * config.batch} episodes) -> {out}", err=True)
     sys.exit(code)

@@ -1,10 +1,14 @@
 """`ss-cluster`: a whole local cluster - coordinator, env server, N agents (and CL's central learner) - as
 separate OS processes.
 
-Every child gets its own log file in DIR/logs/ and is listed in DIR/processes.json. If any child
-fails, or on Ctrl-C, every child is stopped (SIGTERM, then SIGKILL after a grace period) and the
-launcher exits non-zero, printing the failing process's last log lines. Children also receive SIGTERM
-if the launcher itself dies (Linux parent-death signal), so no run leaves orphans behind.
+Every child gets its own log file in DIR/logs/ and is listed in DIR/processes.json. The launcher
+supervises them: a child that dies without a word (killed by a signal: kill -9, a crash, the OOM killer)
+is restarted with backoff, at most `max_restarts` times each, at the endpoint it had (every port is
+pinned at launch), and rejoins the running run. A child that reports a failure (a non-zero exit: bad
+input, a deadline, SIGTERM) stops the run, as does Ctrl-C or running out of restarts: every child is
+stopped (SIGTERM, then SIGKILL after a grace period) and the launcher exits non-zero, printing the failing
+process's last log lines. Children also receive SIGTERM if the launcher itself dies (Linux parent-death
+signal), so no run leaves orphans behind.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from protocol.keys import generate_keypair, run_key_names
 from protocol.rundir import RunDir
 
 PR_SET_PDEATHSIG = 1
+RESTART_BACKOFF_S = 1.0  # the first restart's delay; it doubles with each further restart of a process
+MAX_BACKOFF_S = 30.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -50,6 +56,9 @@ class Child:
     cmd: list[str]
     log: Path
     proc: subprocess.Popen | None = None
+    restarts: int = 0
+    restart_at: float | None = None  # when a scheduled restart is due
+    finished: bool = False  # exited 0
 
     @property
     def label(self) -> str:
@@ -73,8 +82,9 @@ class Cluster:
     """Builds the command lines, starts the children, watches them, and stops them all."""
 
     def __init__(self, config: RunConfig, out: Path, run_id: str | None = None, resume: bool = True,
-                 curve: bool = False):
+                 curve: bool = False, max_restarts: int = 3):
         self.config = config
+        self.max_restarts = max_restarts
         self.resume = resume
         self.curve = curve
         self.keys: Path | None = None  # the run's key directory, made by start() when curve
@@ -85,21 +95,22 @@ class Cluster:
 
     def commands(self) -> list[Child]:
         py, rd, logs = sys.executable, self.run_dir, self.run_dir.logs
-        common = ["--out", str(rd.root), "--run-id", self.run_id, *(["--keys", str(self.keys)] if self.keys else [])]
+        run = ["--out", str(rd.root), "--run-id", self.run_id, *(["--keys", str(self.keys)] if self.keys else [])]
+        # every worker binds a pinned port, so a restarted one comes back where its peers dial it
+        common = [*run, "--coordinator", self.coordinator]
+        pinned = lambda: ["--bind", f"tcp://127.0.0.1:{free_port()}"]  # noqa: E731
         children = [
             Child("coordinator", None, [py, "-m", "coordinator", "--config", str(rd.config),
-                                        "--bind", self.coordinator, *common,
+                                        "--bind", self.coordinator, *run,
                                         *([] if self.resume else ["--no-resume"])], logs / "coordinator.log"),
-            Child("envserver", None, [py, "-m", "envserver", "--coordinator", self.coordinator, *common],
-                  logs / "envserver.log"),
+            Child("envserver", None, [py, "-m", "envserver", *pinned(), *common], logs / "envserver.log"),
         ]
         if self.config.algo == "cl":
-            children.append(Child("learner", None, [py, "-m", "agent.central", "--coordinator", self.coordinator,
-                                                    *common], logs / "learner.log"))
+            children.append(Child("learner", None, [py, "-m", "agent.central", *pinned(), *common],
+                                  logs / "learner.log"))
         for i in range(self.config.agents):
-            children.append(Child("agent", i, [py, "-m", "agent", "--id", str(i), "--coordinator",
-                                               self.coordinator, "--audit", self.config.audit, *common],
-                                  logs / f"agent-{i}.log"))
+            children.append(Child("agent", i, [py, "-m", "agent", "--id", str(i), *pinned(), "--audit",
+                                               self.config.audit, *common], logs / f"agent-{i}.log"))
         return children
 
     def make_keys(self) -> Path:
@@ -120,26 +131,73 @@ class Cluster:
         self.children = self.commands()
         for child in self.children:
             child.start()
+        self.write_processes()
+
+    def write_processes(self) -> None:
+        """processes.json: role, id, current pid, restarts so far and command line of every process."""
         self.run_dir.processes.write_text(json.dumps([
-            {"role": c.role, "id": c.id, "pid": c.proc.pid, "cmd": c.cmd, "log": str(c.log)}
+            {"role": c.role, "id": c.id, "pid": c.proc.pid, "restarts": c.restarts, "cmd": c.cmd, "log": str(c.log)}
             for c in self.children
         ], indent=2))
 
     def wait(self, progress: bool = True) -> Child | None:
-        """Until all children exit; returns the first child that failed (None if all succeeded)."""
+        """Until every process has finished; returns the child that failed (None if the run succeeded).
+        Dead children are restarted on the way (`supervise`)."""
         bar = RunProgress(self.config, enabled=progress)
         shown = 0
         try:
             while True:
-                failed = next((c for c in self.children if c.proc.poll() not in (None, 0)), None)
+                failed = self.supervise(bar)
                 if failed is not None:
                     return failed
                 shown = self._show_progress(bar, shown)
-                if all(c.proc.poll() == 0 for c in self.children):
+                if all(c.finished for c in self.children if c.role != "coordinator"):
+                    self.end_coordinator()
                     return None
                 time.sleep(0.5)  # polling child exit codes, not synchronising with them
         finally:
             bar.close()
+
+    def supervise(self, bar: RunProgress) -> Child | None:
+        """Note finished children, restart dead ones when their backoff is over; returns a child that failed
+        (reported a failure, or died once more than max_restarts allow)."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.finished:
+                continue
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restart_at = None
+                    child.start()
+                    self.write_processes()
+                continue
+            code = child.proc.poll()
+            if code == 0:
+                child.finished = True
+            elif code is not None and code >= 0:
+                return child
+            elif code is not None:
+                if child.restarts >= self.max_restarts:
+                    bar.write(f"{child.label} (pid {child.proc.pid}) died ({signal_name(code)}) and has used all "
+                              f"{self.max_restarts} restarts (--max-restarts): stopping the run")
+                    return child
+                child.restarts += 1
+                delay = min(RESTART_BACKOFF_S * 2 ** (child.restarts - 1), MAX_BACKOFF_S)
+                bar.write(f"{child.label} (pid {child.proc.pid}) died ({signal_name(code)}); restarting it in "
+                          f"{delay:.0f}s (restart {child.restarts} of {self.max_restarts})")
+                child.restart_at = now + delay
+        return None
+
+    def end_coordinator(self, grace_s: float = 10.0) -> None:
+        """Every worker finished: the coordinator exits on its own once their STOPs are in. A restarted
+        coordinator may never hear of processes that finished before it came back: end it after a grace."""
+        coordinator = next(c for c in self.children if c.role == "coordinator")
+        if coordinator.restart_at is not None or coordinator.proc.poll() is not None:
+            return
+        try:
+            coordinator.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            coordinator.proc.terminate()
 
     def _show_progress(self, bar: RunProgress, shown: int) -> int:
         if not self.run_dir.metrics.exists():
@@ -164,10 +222,10 @@ class Cluster:
 
 
 def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: bool = True,
-                curve: bool = False) -> int:
-    """Start, watch and stop a local cluster (continuing from its checkpoints unless `resume` is False; with
-    `curve`, CurveZMQ on every socket); returns the exit code for `ss-cluster`."""
-    cluster = Cluster(config, out, resume=resume, curve=curve)
+                curve: bool = False, max_restarts: int = 3) -> int:
+    """Start, supervise and stop a local cluster (continuing from its checkpoints unless `resume` is False;
+    with `curve`, CurveZMQ on every socket); returns the exit code for `ss-cluster`."""
+    cluster = Cluster(config, out, resume=resume, curve=curve, max_restarts=max_restarts)
     cluster.start()
     try:
         failed = cluster.wait(progress)
@@ -177,10 +235,15 @@ def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: boo
     finally:
         cluster.stop()
     if failed is not None:
-        print(f"{failed.label} (pid {failed.proc.pid}) exited with code {failed.proc.returncode}; "
+        print(f"{failed.label} (pid {failed.proc.pid}) ended the run ({signal_name(failed.proc.returncode)}); "
               f"last lines of {failed.log}:\n{failed.tail()}", file=sys.stderr)
         return 1
     return 0
+
+
+def signal_name(code: int) -> str:
+    """'exit code 1' or 'killed by SIGKILL' for a Popen return code."""
+    return f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
 
 
 def environ_for_children() -> dict[str, str]:

@@ -27,5 +27,9 @@ class RunProgress:
         self.bar.set_postfix(shown, refresh=False)
         self.bar.update(steps)
 
+    def write(self, line: str) -> None:
+        """A console line that does not break the bar."""
+        self.bar.write(line, file=sys.stderr)
+
     def close(self) -> None:
         self.bar.close()

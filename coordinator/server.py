@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import zmq
 
@@ -29,8 +29,11 @@ from protocol.inbox import Inbox
 from protocol.keys import KeyRing, server_keys
 from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, Kind
 from protocol.rundir import RunDir
+from protocol.spec import WorldSpec
 
 log = logging.getLogger("ss-coordinator")
+
+SILENT_AFTER_S = 15.0  # a member not heard from this long after START is reported (heartbeats come every 2 s)
 
 
 @dataclass
@@ -43,6 +46,10 @@ class Member:
     ready: bool = False
     checkpoints: tuple[int, ...] = ()  # updates it can resume from (READY)
     stopped: str | None = None
+    started: bool = False  # START sent to this registration
+    progress: int = 0  # the update it reported last (HEARTBEAT)
+    last_seen: float = field(default_factory=time.monotonic)
+    silent: bool = False  # reported silent, not heard from since
 
 
 class RegistrationError(RuntimeError):
@@ -67,7 +74,9 @@ class Coordinator:
         self.outbox = Outbox("coordinator", config.algo, run_id, COORDINATOR_ID,
                              AuditLog(run_dir.process_audit("coordinator"), mode=config.audit))
         self.members: dict[int, Member] = {}
+        self.directed = False  # DIRECTORY sent to everyone
         self.started = False
+        self._spec: WorldSpec | None = None
         # the non-agent processes the run needs, by sender id
         self.servers = {ENVSERVER_ID: "envserver", **({CENTRAL_LEARNER_ID: "learner"} if config.algo == "cl" else {})}
 
@@ -98,16 +107,29 @@ class Coordinator:
                                 user_id=user_id)
         if msg is None:
             return
-        member = self.members.get(msg.src)
         if msg.kind is Kind.HELLO:
             self.register(routing_id, msg.src, msg.body)
             return
-        if member is None or member.routing_id != routing_id:
+        member = self.members.get(msg.src)
+        if member is None and msg.kind is Kind.HEARTBEAT and "endpoint" in msg.body:
+            member = self.adopt(routing_id, msg.src, msg.body)
+        if member is None:
             self.inbox.drop("unknown_sender", f"{msg.kind.value} from src {msg.src} before/without HELLO")
             return
-        if msg.kind is Kind.READY:
+        if member.routing_id != routing_id:  # identity is the registration, not the connection
+            log.info("%s re-attached from a new connection", name(msg.src))
+            member.routing_id = routing_id
+        member.last_seen = time.monotonic()
+        if member.silent:
+            log.info("%s is back (update %d)", name(msg.src), msg.body.get("update", member.progress))
+            member.silent = False
+        if msg.kind is Kind.HEARTBEAT:
+            member.progress = msg.body.get("update", member.progress)
+        elif msg.kind is Kind.READY:
             member.ready = True
             member.checkpoints = tuple(msg.body.get("checkpoints", ()))
+            if self.started:
+                self.start_rejoining(msg.src, member)
         elif msg.kind is Kind.STOP:
             member.stopped = msg.body["reason"]
             log.info("%s stopped: %s", name(msg.src), member.stopped)
@@ -115,16 +137,65 @@ class Coordinator:
                 self.stop_everyone(f"{name(msg.src)} failed ({member.stopped})")
 
     def register(self, routing_id: bytes, src: int, body: dict) -> None:
-        if src in self.members:
-            self.inbox.drop("duplicate", f"second HELLO for {name(src)} (already registered)")
-            return
+        """HELLO: a new member; the same member again (it resends HELLO until its DIRECTORY comes, or it was
+        restarted) is re-attached, and gets its DIRECTORY once the directories are out."""
         role = self.servers.get(src, "agent")
         if body["role"] != role:
             self.inbox.drop("invalid", f"HELLO from src {src} claims role {body['role']}")
             return
         claimed = tuple(body["neighbors"]) if "neighbors" in body else None
-        self.members[src] = Member(routing_id, body["endpoint"], claimed)
-        log.info("registered %s at %s (%d/%d)", name(src), body["endpoint"], len(self.members), self.expected)
+        again = src in self.members
+        if again and self.members[src].stopped == "finished":
+            self.inbox.drop("duplicate", f"HELLO from {name(src)}, which has finished")
+            return
+        if again and self.directed and body["endpoint"] != self.members[src].endpoint:
+            # its peers dial the registered endpoint: a restarted process must bind it again
+            self.inbox.drop("duplicate", f"HELLO for {name(src)} from {body['endpoint']}, but it is registered at "
+                                         f"{self.members[src].endpoint}")
+            return
+        self.members[src] = Member(routing_id, body["endpoint"], claimed if not again else self.members[src].neighbors,
+                                   progress=self.members[src].progress if again else 0)
+        if not again:
+            log.info("registered %s at %s (%d/%d)", name(src), body["endpoint"], len(self.members), self.expected)
+        if self.directed:
+            if self.started and not self.knows_neighbours_of(src):
+                log.info("%s rejoins, but not every process it needs has been heard from yet", name(src))
+                return  # it sends HELLO again in a few seconds
+            if self.started:
+                log.warning("%s (re)joins the running run from %s", name(src), body["endpoint"])
+            self.send(self.members[src], Kind.DIRECTORY, self.directory_for(src, rejoin=self.started))
+
+    def adopt(self, routing_id: bytes, src: int, body: dict) -> Member:
+        """A HEARTBEAT from a process we never registered: we were restarted after START, and it runs. It
+        becomes a member again; the run is started."""
+        if not self.started:
+            log.warning("restarted after START: rebuilding membership from heartbeats")
+            self.started = self.directed = True
+        member = Member(routing_id, body["endpoint"], ready=True, started=True, progress=body.get("update", 0))
+        self.members[src] = member
+        log.info("%s is running at %s (update %d)", name(src), body["endpoint"], member.progress)
+        return member
+
+    def start_rejoining(self, src: int, member: Member) -> None:
+        """START for a process that (re)joined after START: an agent continues from its newest checkpoint (the
+        env server then tells it which batch to join); a server restores its newest checkpoint and serves from
+        the update the run is at."""
+        if member.started:
+            return
+        held = max(member.checkpoints, default=0)
+        update = held if src >= 0 else max([held, *(m.progress for m in self.members.values())])
+        member.started = True
+        log.warning("START for %s: from update %d (its checkpoint: %d)", name(src), update, held)
+        self.send(member, Kind.START, {"update": update, "checkpoint": held})
+
+    def watch(self) -> None:
+        """After START: say so, once, when a member has been silent for SILENT_AFTER_S."""
+        now = time.monotonic()
+        for src, member in self.members.items():
+            if member.stopped is None and not member.silent and now - member.last_seen > SILENT_AFTER_S:
+                member.silent = True
+                log.warning("%s has been silent for %.0fs (last at update %d)", name(src),
+                            now - member.last_seen, member.progress)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -151,24 +222,34 @@ class Coordinator:
             raise RegistrationError(f"the --neighbors of the agents do not form a graph: {err}") from err
         self.config = config
 
-    def send_directories(self) -> None:
-        spec = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed).spec
-        neighbors = resolve_neighbors(self.config, spec)
-        config_map = {**self.config.to_dict(), "spec": spec.to_dict()}
-        envserver = self.members[ENVSERVER_ID].endpoint
+    def directory_for(self, src: int, rejoin: bool = False) -> dict:
+        """The DIRECTORY body of member `src`: the run config, the world spec, its neighbours' endpoints."""
+        spec = self.spec()
+        mine = resolve_neighbors(self.config, spec).get(src, ())
         learner = self.members.get(CENTRAL_LEARNER_ID)
+        return {
+            "config": {**self.config.to_dict(), "spec": spec.to_dict()},
+            "agents": list(range(self.config.agents)),
+            "neighbors": list(mine),
+            "peers": {str(j): self.members[j].endpoint for j in mine if j in self.members},
+            "envserver": self.members[ENVSERVER_ID].endpoint if ENVSERVER_ID in self.members else "",
+            **({"learner": learner.endpoint} if learner is not None else {}),
+            "resume": self.resume or rejoin,
+        }
+
+    def knows_neighbours_of(self, src: int) -> bool:
+        """Whether we know the endpoints a DIRECTORY for `src` names (a restarted coordinator learns them)."""
+        return {ENVSERVER_ID, *resolve_neighbors(self.config, self.spec()).get(src, ())} <= self.members.keys()
+
+    def spec(self) -> WorldSpec:
+        if self._spec is None:
+            self._spec = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed).spec
+        return self._spec
+
+    def send_directories(self) -> None:
+        self.directed = True
         for src, member in self.members.items():
-            mine = neighbors.get(src, ())
-            body = {
-                "config": config_map,
-                "agents": list(range(self.config.agents)),
-                "neighbors": list(mine),
-                "peers": {str(j): self.members[j].endpoint for j in mine},
-                "envserver": envserver,
-                **({"learner": learner.endpoint} if learner is not None else {}),
-                "resume": self.resume,
-            }
-            self.send(member, Kind.DIRECTORY, body)
+            self.send(member, Kind.DIRECTORY, self.directory_for(src))
 
     def send(self, member: Member, kind: Kind, body: dict) -> None:
         src = next(i for i, m in self.members.items() if m is member)
@@ -190,7 +271,11 @@ class Coordinator:
         """The whole lifecycle; returns a process exit code."""
         n = self.expected
         try:
-            self.wait_for(lambda: len(self.members) == n, f"{n} processes to register", register_deadline_s)
+            self.wait_for(lambda: len(self.members) == n or self.started, f"{n} processes to register",
+                          register_deadline_s)
+            if self.started:  # restarted after START: heartbeats told us the run is going
+                self.serve_running()
+                return self.outcome()
             self.resolve_topology()
             write_toml(self.config, self.run_dir.config)
             self.send_directories()
@@ -202,10 +287,19 @@ class Coordinator:
             return 1
         for member in self.members.values():
             self.send(member, Kind.START, {"update": update})
+            member.started = True
         self.started = True
         log.info("START sent to %d processes%s", n, f" (resuming from update {update})" if update else "")
-        while not all(m.stopped for m in self.members.values()):
+        self.serve_running()
+        return self.outcome()
+
+    def serve_running(self) -> None:
+        """After START: watch heartbeats, take rejoining processes, until every member has stopped."""
+        while len(self.members) < self.expected or not all(m.stopped for m in self.members.values()):
             self.poll(1000)
+            self.watch()
+
+    def outcome(self) -> int:
         failed = {name(i): m.stopped for i, m in self.members.items() if m.stopped != "finished"}
         if failed:
             log.error("run ended with failures: %s", failed)

@@ -21,6 +21,7 @@ from protocol.checkpoints import read_json, restore, save_json, versions
 from protocol.csvlog import CsvLog
 from protocol.messages import ENVSERVER_ID, Kind, Message
 from protocol.rundir import RunDir
+from protocol.rendezvous import Start
 from protocol.service import AgentFacing, Served
 from protocol.service import serve as run_service
 from protocol.topology import project_mask, resolve_neighbors
@@ -37,14 +38,23 @@ class EnvServer(AgentFacing):
         self.neighbors = resolve_neighbors(directory.config, directory.spec)
         self.world = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed)
         self.spec = self.world.spec
-        self.live = set(range(self.config.agents))
+        self.live = set(range(self.config.agents))  # agents that answered their last request in time
+        self.early_resets: dict[int, set[int]] = {}  # episode batch -> agents that asked for it in advance
+        self.link = served.link  # its `progress`: the episode batch being played (heartbeats report it)
         self.saved: dict[int, dict] = {}  # the world's checkpoints by update, read only when resuming
 
     # ---- receiving --------------------------------------------------------------------------
 
     def collect(self, kind: Kind, episode: int, step: int, deadline_s: float) -> dict[int, Message]:
-        """One `kind` message per live agent for (episode, step), until all arrived or the deadline."""
+        """One `kind` message per live agent for (episode, step), until all arrived or the deadline.
+
+        An agent that missed a deadline is no longer waited for (it gets the default action) until a
+        message of it arrives in time again; a RESET for a later batch is kept for that batch; a stale
+        request marked `resync` (its sender lost replies) is answered with the batch it can still join."""
         got: dict[int, Message] = {}
+        if kind is Kind.RESET:
+            for i in self.early_resets.pop(episode, set()):
+                got[i] = None  # type: ignore[assignment]  # asked in advance: counts, nothing to read
         end = time.monotonic() + deadline_s
         waiting = lambda: [i for i in self.live if i not in got]  # noqa: E731
         while waiting() and (left := end - time.monotonic()) > 0:
@@ -54,23 +64,38 @@ class EnvServer(AgentFacing):
             msg = self.routes.receive({Kind.RESET, Kind.STEP})
             if msg is None:
                 continue
-            if msg.kind is kind and msg.body["episode"] == episode and msg.step == step:
+            asked = msg.body["episode"]
+            if msg.kind is kind and asked == episode and msg.step == step:
                 got[msg.src] = msg
                 self.live.add(msg.src)
+                self.routes.attach(msg.src)
+            elif msg.kind is Kind.RESET and asked > episode:
+                self.early_resets.setdefault(asked, set()).add(msg.src)
+                self.routes.attach(msg.src)
+            elif msg.body.get("resync"):
+                self.routes.attach(msg.src)
+                self.send_join(msg.src, episode if kind is Kind.RESET else episode + 1, msg)
             else:
-                self.inbox.drop("stale", f"{msg.kind.value} e{msg.body['episode']} s{msg.step} "
+                self.inbox.drop("stale", f"{msg.kind.value} e{asked} s{msg.step} "
                                 f"from agent {msg.src} while waiting for {kind.value} e{episode} s{step}")
         for i in waiting():
-            log.warning("agent %d missed %s e%d s%d (deadline %.0fs): default action", i, kind.value,
-                        episode, step, deadline_s)
+            log.warning("agent %d missed %s e%d s%d (deadline %.0fs): default action until it is back", i,
+                        kind.value, episode, step, deadline_s)
             self.live.discard(i)
         return got
 
+    def send_join(self, agent: int, join: int, msg: Message) -> None:
+        """Tell an agent that lost track (its request is stale) which episode batch it can still join."""
+        reason = f"{msg.kind.value} e{msg.body['episode']} s{msg.step} is stale: join episode batch {join}"
+        log.warning("agent %d: %s", agent, reason)
+        self._send(agent, Kind.EPISODE_END, {"episode": join, "reason": reason}, 0)
+
     # ---- stepping ---------------------------------------------------------------------------
 
-    def reply(self, result: StepResult, episode: int, step: int, to: set[int], defaulted: set[int]) -> None:
-        """Each agent its own observation, reward and mask: nothing of anyone else's."""
-        for i in sorted(to):
+    def reply(self, result: StepResult, episode: int, step: int, defaulted: set[int]) -> None:
+        """Each agent its own observation, reward and mask, nothing of anyone else's; an agent that missed
+        the deadline gets its reply too (`default_used`), so it can catch up instead of waiting."""
+        for i in self.routes:
             body = {
                 "episode": episode,
                 "to": i,
@@ -81,22 +106,26 @@ class EnvServer(AgentFacing):
             }
             if step > 0:
                 body["reward"] = np.ascontiguousarray(result.rewards[i])
-            try:
-                self.outbox.send(self.sock, Kind.OBS, body, dest=f"agent:{i}", endpoint=self.endpoint,
-                                 routing_id=self.routes[i], step=step)
-            except zmq.ZMQError as err:  # ROUTER_MANDATORY: the agent's connection is gone
-                log.warning("could not reply to agent %d: %s", i, err)
-                self.live.discard(i)
+            self._send(i, Kind.OBS, body, step)
+
+    def _send(self, agent: int, kind: Kind, body: dict, step: int) -> None:
+        try:
+            self.outbox.send(self.sock, kind, body, dest=f"agent:{agent}", endpoint=self.endpoint,
+                             routing_id=self.routes[agent], step=step)
+        except zmq.ZMQError as err:  # ROUTER_MANDATORY: that connection is gone; the agent may come back
+            log.warning("could not reply to agent %d: %s", agent, err)
+            self.live.discard(agent)
 
     def play_batch(self, update: int) -> dict[str, object]:
         """One episode batch in lockstep; returns its metrics.csv row."""
         cfg = self.config
+        self.link.progress = update
         resets = self.collect(Kind.RESET, update, 0, cfg.reset_deadline_s)
         if not resets:
             raise RuntimeError(f"no agent asked for episode batch {update} within {cfg.reset_deadline_s:.0f}s")
         returns = BatchReturns(self.world)
         result = self.world.reset()
-        self.reply(result, update, 0, set(resets), set())
+        self.reply(result, update, 0, set(range(cfg.agents)) - set(resets))
         for t in range(1, self.spec.horizon + 1):
             steps = self.collect(Kind.STEP, update, t, cfg.step_deadline_s)
             actions = np.full((cfg.agents, cfg.batch), self.spec.default_action, dtype=np.int64)
@@ -105,7 +134,7 @@ class EnvServer(AgentFacing):
             defaulted = set(range(cfg.agents)) - set(steps)
             result = self.world.step(actions)
             returns.add(result.rewards, missing=len(defaulted))
-            self.reply(result, update, t, set(steps), defaulted)
+            self.reply(result, update, t, defaulted)
         return returns.row((update + 1) * cfg.batch)
 
     def _actions(self, i: int, msg: Message) -> np.ndarray:
@@ -120,14 +149,15 @@ class EnvServer(AgentFacing):
         self.saved = versions(self.run_dir.world_checkpoint, read_json)
         return sorted(self.saved)
 
-    def run(self, start: int) -> None:
-        """Episode batches `start` .. the last; metrics.csv gets one row per batch, exactly as `ss-sim` writes
-        it, and the world is checkpointed on the agents' schedule (world_checkpoint.json, as `ss-sim`)."""
+    def run(self, start: Start) -> None:
+        """Episode batches `start.update` .. the last; metrics.csv gets one row per batch, exactly as `ss-sim`
+        writes it, and the world is checkpointed on the agents' schedule (world_checkpoint.json, as `ss-sim`).
+        A restarted env server restores its newest world state and plays on from the batch the agents are at."""
         cfg, path = self.config, self.run_dir.world_checkpoint
-        restore(lambda state: self.world.set_state(state["world"]), self.saved, start, path)
-        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world), cfg.kept_episodes(start))
+        restore(lambda state: self.world.set_state(state["world"]), self.saved, start.checkpoint, path)
+        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world), cfg.kept_episodes(start.update))
         try:
-            for update in range(start, cfg.updates):
+            for update in range(start.update, cfg.updates):
                 row = self.play_batch(update)
                 metrics.append(row)
                 if row["missing_actions"]:

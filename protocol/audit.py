@@ -128,6 +128,7 @@ class Outbox:
         routing_id: bytes | None = None,
         round: int | None = None,
         step: int | None = None,
+        flags: int = 0,
     ) -> Message:
         """Check, record and send one message; returns it as sent.
 
@@ -148,7 +149,7 @@ class Outbox:
             self.log.append(dest=dest, endpoint=endpoint, topic=topic, kind=kind.value, seq=msg.seq,
                             round=round, step=step, frames=frames)
         self._next_seq += 1
-        sock.send_multipart(frames if routing_id is None else [routing_id, payload])
+        sock.send_multipart(frames if routing_id is None else [routing_id, payload], flags=flags)
         tally = self.counts.setdefault(kind, Tally())
         tally.messages += 1
         tally.bytes += sum(len(f) for f in frames)

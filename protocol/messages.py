@@ -164,9 +164,13 @@ SCHEMAS: dict[Kind, Schema] = {
     Kind.READY: Schema({"role": Str(), "checkpoints": IdList(required=False)}),  # updates it can resume from
     Kind.START: Schema({"update": Int(min=0, required=False)}),  # the update every process continues from
     Kind.STOP: Schema({"reason": Str()}),
-    Kind.HEARTBEAT: Schema({"role": Str()}),
-    Kind.RESET: Schema({"episode": Int(min=0)}),
-    Kind.STEP: Schema({"episode": Int(min=0), "actions": Array(dtypes=I64, ndim=1)}),
+    # after START, every few seconds: alive, at which update, and where (a restarted coordinator rebuilds
+    # its membership from these)
+    Kind.HEARTBEAT: Schema({"role": Str(), "update": Int(min=0, required=False), "endpoint": Str(required=False)}),
+    # resync: the sender may have lost replies (a retry, or a restarted process); if the request is stale,
+    # the env server answers EPISODE_END naming the episode batch to join instead of staying silent
+    Kind.RESET: Schema({"episode": Int(min=0), "resync": Bool(required=False)}),
+    Kind.STEP: Schema({"episode": Int(min=0), "actions": Array(dtypes=I64, ndim=1), "resync": Bool(required=False)}),
     Kind.OBS: Schema(
         {
             "episode": Int(min=0),
@@ -180,6 +184,7 @@ SCHEMAS: dict[Kind, Schema] = {
         # one row per parallel world
         same_rows=(("reward", "obs"), ("mask", "obs")),
     ),
+    # to an agent that fell behind: the episode batch it can still join (its RESET), and why
     Kind.EPISODE_END: Schema({"episode": Int(min=0), "reason": Str()}),
     Kind.DIST: Schema(
         {

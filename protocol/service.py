@@ -19,7 +19,7 @@ from protocol.inbox import Inbox
 from protocol.keys import KeyRing, client_keys, server_keys
 from protocol.logsetup import Terminated
 from protocol.messages import COORDINATOR_ID, Message
-from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
+from protocol.rendezvous import CoordinatorLink, Directory, RunStopped, Start
 from protocol.rundir import RunDir
 
 
@@ -27,8 +27,8 @@ class Service(Protocol):
     def checkpoints(self) -> Iterable[int]:
         """Read this service's checkpoints (only when the run resumes) and return the updates they hold."""
 
-    def run(self, start: int) -> None:
-        """Serve updates `start` .. the last."""
+    def run(self, start: Start) -> None:
+        """Serve updates `start.update` .. the last, from the checkpoint of update `start.checkpoint`."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class Served:
     outbox: Outbox
     inbox: Inbox
     run_dir: RunDir
-    check_stop: Callable[[], None]  # raises RunStopped once the coordinator has stopped the run
+    check_stop: Callable[[], None]  # raises RunStopped once the coordinator has stopped the run; heartbeats
+    log: logging.Logger
+    link: CoordinatorLink  # `link.progress`: the update being served, for the heartbeats
 
 
 def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *, coordinator: str, bind: str,
@@ -59,11 +61,11 @@ def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *,
     link = CoordinatorLink(ctx, coordinator, role, outbox, inbox, curve=client_keys(keys, COORDINATOR_ID))
     try:
         directory = link.register(advertise or endpoint, None, register_deadline_s)
-        service = build(Served(directory, sock, endpoint, outbox, inbox, out, link.check_stop))
+        service = build(Served(directory, sock, endpoint, outbox, inbox, out, link.check_stop, log, link))
         start = link.ready_and_wait_start(register_deadline_s,
                                           checkpoints=service.checkpoints() if directory.resume else ())
         log.info("START: %s serving %s to %d agents at %s%s", role, directory.config.env,
-                 directory.config.agents, endpoint, f", resuming from update {start}" if start else "")
+                 directory.config.agents, endpoint, f", resuming from update {start.update}" if start.update else "")
         try:
             service.run(start)
         except RunStopped:
@@ -93,18 +95,25 @@ class AgentFacing:
         self.inbox = served.inbox
         self.run_dir = served.run_dir
         self.while_waiting = served.check_stop  # raises if the coordinator stopped the run
-        self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents)
+        self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents, served.log)
 
 
 class AgentRoutes:
-    """Valid agent messages off a ROUTER. An agent's route (routing id) is fixed by its first valid
-    message; another connection claiming the same agent is refused (a routing id is not an identity)."""
+    """Valid agent messages off a ROUTER, and where to send each agent's replies.
 
-    def __init__(self, sock: zmq.Socket, inbox: Inbox, agents: int):
+    Identity is the registration, never the TCP connection (DESIGN.md section 6): an agent that
+    reconnects (a pause past the heartbeat timeout, a network blip, a restarted process) comes back with a
+    new routing id. The service `attach`es an agent to the connection of a message it actually uses, so a
+    stale or refused message from a second connection never steals an agent's replies. Under CURVE the
+    message's sender is proven by its key (the inbox checks the ZAP User-Id against `src`)."""
+
+    def __init__(self, sock: zmq.Socket, inbox: Inbox, agents: int, log: logging.Logger):
         self.sock = sock
         self.inbox = inbox
+        self.log = log
         self.agents = set(range(agents))
-        self.routes: dict[int, bytes] = {}  # agent id -> routing id
+        self.routes: dict[int, bytes] = {}  # agent id -> routing id its replies go to
+        self.came_from: dict[int, bytes] = {}  # agent id -> routing id of its latest valid message
 
     def receive(self, kinds: set) -> Message | None:
         """Read one message (the socket must be readable); None if it was dropped (logged, counted)."""
@@ -114,14 +123,22 @@ class AgentRoutes:
         routing_id, frame = parts
         msg = self.inbox.accept(frame, kinds=kinds, src=self.agents, origin=f"rid {routing_id.hex()}",
                                 user_id=user_id)
-        if msg is None:
-            return None
-        if self.routes.setdefault(msg.src, routing_id) != routing_id:
-            return self.inbox.drop("unknown_sender", f"agent {msg.src} claimed from a second connection")
+        if msg is not None:
+            self.came_from[msg.src] = routing_id
         return msg
+
+    def attach(self, agent: int) -> None:
+        """Send `agent`'s replies to the connection its latest valid message came on."""
+        routing_id = self.came_from[agent]
+        if self.routes.get(agent, routing_id) != routing_id:
+            self.log.warning("agent %d re-attached from a new connection (rid %s)", agent, routing_id.hex())
+        self.routes[agent] = routing_id
 
     def __getitem__(self, agent: int) -> bytes:
         return self.routes[agent]
 
     def __contains__(self, agent: int) -> bool:
         return agent in self.routes
+
+    def __iter__(self):
+        return iter(sorted(self.routes))

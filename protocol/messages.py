@@ -162,7 +162,9 @@ SCHEMAS: dict[Kind, Schema] = {
         "resume": Bool(required=False),  # continue from checkpoints (READY lists each process's)
     }),
     Kind.READY: Schema({"role": Str(), "checkpoints": IdList(required=False)}),  # updates it can resume from
-    Kind.START: Schema({"update": Int(min=0, required=False)}),  # the update every process continues from
+    # the update every process continues from; for a process that rejoins a running run, the checkpoint it
+    # loads when that differs (the env server restores its newest world state and plays on from `update`)
+    Kind.START: Schema({"update": Int(min=0, required=False), "checkpoint": Int(min=0, required=False)}),
     Kind.STOP: Schema({"reason": Str()}),
     # after START, every few seconds: alive, at which update, and where (a restarted coordinator rebuilds
     # its membership from these)

@@ -1,0 +1,85 @@
+"""The run survives its processes: a killed agent, env server or coordinator is restarted by `ss-cluster`
+and the run completes; a paused agent costs default actions and gaps, never the run. Real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from protocol.csvlog import read_rows
+from tests.procs import Processes, script, wait_for_updates, wait_until
+
+pytestmark = pytest.mark.slow
+
+UPDATES = 120
+# short deadlines so a fault costs seconds; everything else is the navigation default
+FAST = "step_deadline_s = 2.0\nround_deadline_s = 2.0\nreset_deadline_s = 60.0\ncheckpoint_every = 5\n"
+
+
+def start_cluster(procs: Processes, tmp_path: Path) -> Path:
+    (tmp_path / "fast.toml").write_text(FAST)
+    out = tmp_path / "run"
+    procs.start("cluster", script("ss-cluster"), "--env", "navigation", "--episodes", str(UPDATES * 4), "--batch",
+                "4", "--config", str(tmp_path / "fast.toml"), "--out", str(out), "--no-progress")
+    wait_until(lambda: (out / "processes.json").exists(), 60, "processes.json")
+    wait_for_updates(out, 30)
+    return out
+
+
+def pid_of(out: Path, role: str, agent: int | None = None) -> int:
+    listed = json.loads((out / "processes.json").read_text())
+    return next(p["pid"] for p in listed if p["role"] == role and p["id"] == agent)
+
+
+def finish(procs: Processes, out: Path) -> list[dict]:
+    """Wait for ss-cluster to exit 0 with every update in metrics.csv; returns processes.json."""
+    cluster = procs.procs[0]
+    try:
+        assert cluster.wait(timeout=400) == 0, procs.log("cluster")
+    finally:
+        listed = procs.adopt(out / "processes.json")
+    assert len(read_rows(out / "metrics.csv")) == UPDATES
+    return listed
+
+
+@pytest.mark.parametrize("role", ["agent", "envserver", "coordinator"])
+def test_a_killed_process_is_restarted_and_the_run_completes(tmp_path: Path, role: str) -> None:
+    with Processes(tmp_path / "logs") as procs:
+        out = start_cluster(procs, tmp_path)
+        who = 1 if role == "agent" else None
+        os.kill(pid_of(out, role, who), signal.SIGKILL)
+        listed = finish(procs, out)
+        assert "died (killed by SIGKILL); restarting it" in procs.log("cluster")
+        restarted = next(p for p in listed if p["role"] == role and p["id"] == who)
+        assert restarted["restarts"] == 1
+        for i in range(3):  # every agent's train.csv reaches the last update (missed ones as nan rows)
+            rows = read_rows(out / "agents" / str(i) / "train.csv")
+            assert [int(r["update"]) for r in rows] == list(range(1, UPDATES + 1))
+        if role == "agent":
+            assert "behind the env server" in (out / "logs/agent-1.log").read_text()
+        if role == "coordinator":
+            assert "rebuilding membership from heartbeats" in (out / "logs/coordinator.log").read_text()
+
+
+def test_an_agent_paused_for_20s_catches_up(tmp_path: Path) -> None:
+    with Processes(tmp_path / "logs") as procs:
+        out = start_cluster(procs, tmp_path)
+        paused = pid_of(out, "agent", 1)
+        os.kill(paused, signal.SIGSTOP)
+        resume_at = time.monotonic() + 20
+        try:
+            wait_for_updates(out, len(read_rows(out / "metrics.csv")) + 3, timeout_s=60)  # the others go on
+            time.sleep(max(0.0, resume_at - time.monotonic()))  # the fault is a 20 s pause, not a synchronisation
+        finally:
+            os.kill(paused, signal.SIGCONT)
+        finish(procs, out)
+        metrics = read_rows(out / "metrics.csv")
+        assert sum(int(r["missing_actions"]) for r in metrics) > 0  # its missed steps are counted
+        gaps = [float(r["comm_gaps"]) for r in read_rows(out / "agents/0/train.csv") if r["comm_gaps"] != "nan"]
+        assert sum(gaps) > 0  # and its neighbour's missed rounds
+        assert "restart" not in procs.log("cluster")

@@ -9,14 +9,18 @@ import click
 from protocol.cliopts import process_options, run_process
 from protocol.config import AUDIT_MODES
 
-def parse_ids(text: str | None) -> tuple[int, ...] | None:
-    """'2,4' -> (2, 4); '' -> () (no neighbours); None -> None (take the topology from the coordinator)."""
+def parse_ids(text: str | None, me: int) -> tuple[int, ...] | None:
+    """'2,4' -> (2, 4); '' -> () (no neighbours); None -> None (take the topology from the coordinator).
+    One-line error for anything else, a negative id, or this agent itself."""
     if text is None:
         return None
     try:
-        return tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
-    except ValueError as err:
-        raise click.BadParameter(f"expected comma-separated agent ids like 2,4, got {text!r}") from err
+        ids = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError:
+        raise click.ClickException(f"--neighbors: expected comma-separated agent ids like 2,4, got {text!r}") from None
+    if any(i < 0 for i in ids) or me in ids:
+        raise click.ClickException(f"--neighbors {text}: agent ids are >= 0 and never this agent's own ({me})")
+    return ids
 
 
 @click.command(epilog="Example: ss-agent --id 3 --neighbors 2,4   (against a coordinator on localhost)")
@@ -38,6 +42,6 @@ def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, adve
     """
     from agent.process import AgentOptions, run_agent
 
-    opts = AgentOptions(agent_id=agent_id, neighbors=parse_ids(neighbors), coordinator=coordinator,
+    opts = AgentOptions(agent_id=agent_id, neighbors=parse_ids(neighbors, agent_id), coordinator=coordinator,
                         bind=bind, advertise=advertise, out=Path(out), run_id=run_id, audit=audit, keys=keys_dir)
     run_process(f"ss-agent {agent_id}", verbose, lambda: run_agent(opts))

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from protocol.cliopts import KEYS_OPTION
+from protocol.cliopts import KEYS_OPTION, check_endpoint
 from protocol.config import ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
 from protocol.rundir import RunDir
 
@@ -58,9 +58,21 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
             config = resolve(load_toml(config_file) if config_file else None, given)
         except ValueError as err:
             raise click.UsageError(str(err)) from err
+        check_env(config)
         return command(config=config, out=Path(out), **options)
 
     return wrapper
+
+
+def check_env(config: RunConfig) -> None:
+    """Build the world once, so that a world that cannot be made is one line now, not a traceback later."""
+    from envserver.worlds import make_world
+    from protocol.cliopts import explain
+
+    try:
+        make_world(config.env, config.agents, 1, config.seed)
+    except Exception as err:  # an import error, a bad factory, bad arguments: the env's own message
+        raise click.ClickException(f"--env {config.env}: {explain(err)}") from None
 
 
 def check_resumable(config: RunConfig, out: Path) -> None:
@@ -137,7 +149,8 @@ def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_
 
 @click.command(epilog="Example: ss-coordinator --env navigation --episodes 320 --out runs/nav")
 @run_options
-@click.option("--bind", default="tcp://127.0.0.1:5550", show_default=True, help="Endpoint to listen on.")
+@click.option("--bind", default="tcp://127.0.0.1:5550", show_default=True, callback=check_endpoint,
+              help="Endpoint to listen on.")
 @click.option("--run-id", default="ssmarl", show_default=True,
               help="Run id; every process of the run must be started with the same one.")
 @click.option("--no-resume", is_flag=True,
@@ -154,20 +167,24 @@ def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_re
     run continues from the newest update of which every process holds a checkpoint (each reads its own).
     """
     from coordinator.server import Coordinator
+    from protocol.cliopts import run_process
     from protocol.keys import KeyRing
-    from protocol.logsetup import configure_logging
     from protocol.messages import COORDINATOR_ID
 
-    configure_logging(verbose)
-    if not no_resume:
-        check_resumable(config, out)
-    rd = RunDir(out)
-    rd.make(config.agents)
-    write_toml(config, rd.config)  # at once, so scripts can read the resolved run (e.g. the agent count)
-    keys = KeyRing(keys_dir, COORDINATOR_ID) if keys_dir is not None else None
-    coordinator = Coordinator(config, run_id, bind, rd, resume=not no_resume, keys=keys)
-    try:
-        code = coordinator.run()
-    finally:
-        coordinator.close()
-    sys.exit(code)
+    def serve() -> None:
+        if not no_resume:
+            check_resumable(config, out)
+        rd = RunDir(out)
+        rd.make(config.agents)
+        write_toml(config, rd.config)  # at once, so scripts can read the resolved run (e.g. the agent count)
+        keys = KeyRing(keys_dir, COORDINATOR_ID) if keys_dir is not None else None
+        coordinator = Coordinator(config, run_id, bind, rd, resume=not no_resume, keys=keys)
+        try:
+            coordinator.spec()  # the world must exist before anyone registers: fail now, not at DIRECTORY
+            code = coordinator.run()
+        finally:
+            coordinator.close()
+        if code:
+            raise RuntimeError("the run ended with failures (see the log above)")
+
+    run_process("ss-coordinator", verbose, serve)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import click
+import zmq
 
 from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
 
@@ -25,11 +29,11 @@ def process_options(socket: str, peers: str, writes: str) -> Callable[[Callable[
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed([
-            click.option("--coordinator", default=DEFAULT_COORDINATOR, show_default=True,
+            click.option("--coordinator", default=DEFAULT_COORDINATOR, show_default=True, callback=check_endpoint,
                          help="Coordinator endpoint."),
-            click.option("--bind", default="tcp://127.0.0.1:0", show_default=True,
+            click.option("--bind", default="tcp://127.0.0.1:0", show_default=True, callback=check_endpoint,
                          help=f"Where to bind {socket} (port 0 = any free port)."),
-            click.option("--advertise", default=None, metavar="ENDPOINT",
+            click.option("--advertise", default=None, metavar="ENDPOINT", callback=check_endpoint,
                          help=f"Endpoint {peers} should connect to, if not the bound one (NAT, containers, proxies)."),
             click.option("--out", type=click.Path(file_okay=False), default="runs/latest", show_default=True,
                          help=f"Run directory: writes {writes}."),
@@ -44,13 +48,53 @@ def process_options(socket: str, peers: str, writes: str) -> Callable[[Callable[
     return decorate
 
 
+def check_endpoint(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return endpoint_option(value)
+
+
 def run_process(label: str, verbose: bool, body: Callable[[], None]) -> None:
-    """Run a cluster process's body with logging and SIGTERM handling; a runtime failure (a peer gone,
-    a deadline passed, a stop) ends it with one clear line and exit code 1 instead of a traceback."""
+    """Run a process's body with logging and SIGTERM handling. Any failure (a peer gone, a deadline passed, a
+    stop, a port in use, a bad path, a missing key) ends it with one line naming the cause and the fix, and
+    exit code 1; the traceback goes to the log only with -v."""
     configure_logging(verbose)
     raise_on_sigterm()
     try:
         body()
-    except (RuntimeError, TimeoutError, Terminated) as err:
-        click.echo(f"{label}: {err}", err=True)
+    except click.ClickException:
+        raise  # a usage error: click prints it in one line
+    except (Exception, Terminated) as err:
+        logging.getLogger(label).debug("traceback", exc_info=True)
+        click.echo(f"{label}: {explain(err)}", err=True)
         sys.exit(1)
+
+
+def explain(err: BaseException) -> str:
+    """One line: what went wrong and, where we know it, what to do about it."""
+    if isinstance(err, (RuntimeError, TimeoutError, Terminated)):
+        return str(err)  # ours: already a sentence with its cause
+    if isinstance(err, zmq.ZMQError):
+        hint = {errno.EADDRINUSE: "another process holds that port: pick another --bind (port 0 = any free port)",
+                errno.EINVAL: "endpoints look like tcp://127.0.0.1:5550",
+                errno.EADDRNOTAVAIL: "that address is not on this machine: bind one of its own"}.get(err.errno)
+        return f"{err}" + (f": {hint}" if hint else "")
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return f"disk full writing {err.filename or 'the run directory'}: free space and rerun (the run resumes " \
+               f"from its last checkpoint)"
+    if isinstance(err, NotADirectoryError):
+        return f"{err.filename}: part of this path is a file, not a directory: choose another --out"
+    if isinstance(err, OSError):
+        return f"{err.strerror or err}: {err.filename}" if err.filename else str(err)
+    if isinstance(err, ImportError):
+        return f"{err}: is it installed in this environment (pip install ...)?"
+    return f"{type(err).__name__}: {err}"
+
+
+def endpoint_option(value: str | None) -> str | None:
+    """A click callback body: refuse what is not a ZeroMQ endpoint (tcp://HOST:PORT, ipc://PATH) in one line."""
+    if value is None or ENDPOINT.fullmatch(value):
+        return value
+    raise click.ClickException(f"{value!r} is not an endpoint: use tcp://HOST:PORT (e.g. tcp://127.0.0.1:5550) "
+                               f"or ipc://PATH")
+
+
+ENDPOINT = re.compile(r"tcp://[^\s:/]+:(\d{1,5}|\*)|tcp://\[[0-9a-fA-F:.]+\]:(\d{1,5}|\*)|ipc://\S+")

@@ -74,10 +74,10 @@ def test_pieces_started_by_hand_train_navigation(tmp_path: Path) -> None:
     assert len(train) == 3 and train[-1].split(",")[-2] == "0.0"  # no communication gaps
 
 
-def endless_cluster(procs: Processes, out: Path, updates: int) -> tuple[subprocess.Popen, list[dict]]:
+def endless_cluster(procs: Processes, out: Path, updates: int, *extra: str) -> tuple[subprocess.Popen, list[dict]]:
     """A 3-agent ss-cluster that would run for hours, once it has done `updates` updates."""
     cluster = procs.start("cluster", script("ss-cluster"), "--env", "predation", "--agents", "3",
-                          "--episodes", "100000", "--batch", "4", "--out", str(out), "--no-progress")
+                          "--episodes", "100000", "--batch", "4", "--out", str(out), "--no-progress", *extra)
     wait_for_updates(out, updates)
     return cluster, procs.adopt(out / "processes.json")
 
@@ -87,9 +87,10 @@ def wait_all_ended(listed: list[dict]) -> None:
 
 
 def test_a_failing_agent_stops_the_whole_cluster(tmp_path: Path) -> None:
-    """Kill one agent mid-run: ss-cluster exits non-zero, names it, and leaves no process behind."""
+    """Kill one agent mid-run with no restarts allowed: ss-cluster exits non-zero, names it, and leaves no
+    process behind (with restarts, tests/test_fault_tolerance.py: the run completes)."""
     with Processes(tmp_path / "launcher") as procs:
-        cluster, listed = endless_cluster(procs, tmp_path / "run", 2)
+        cluster, listed = endless_cluster(procs, tmp_path / "run", 2, "--max-restarts", "0")
         victim = next(p for p in listed if p["role"] == "agent" and p["id"] == 1)
         subprocess.run(["kill", "-9", str(victim["pid"])], check=True)
         assert cluster.wait(timeout=120) != 0

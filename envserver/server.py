@@ -45,8 +45,11 @@ class EnvServer(AgentFacing):
 
     # ---- receiving --------------------------------------------------------------------------
 
-    def collect(self, kind: Kind, episode: int, step: int, deadline_s: float) -> dict[int, Message]:
-        """One `kind` message per live agent for (episode, step), until all arrived or the deadline.
+    def collect(self, kind: Kind, episode: int, step: int, deadline_s: float,
+                then_s: float | None = None) -> dict[int, Message]:
+        """One `kind` message per live agent for (episode, step), until all arrived or the deadline; with
+        `then_s`, once the first one is in, the others get at most `then_s` more (so a paused agent holds
+        the healthy ones one step deadline at a batch's start, not the whole reset deadline).
 
         An agent that missed a deadline is no longer waited for (it gets the default action) until a
         message of it arrives in time again; a RESET for a later batch is kept for that batch; a stale
@@ -55,7 +58,7 @@ class EnvServer(AgentFacing):
         if kind is Kind.RESET:
             for i in self.early_resets.pop(episode, set()):
                 got[i] = None  # type: ignore[assignment]  # asked in advance: counts, nothing to read
-        end = time.monotonic() + deadline_s
+        end = time.monotonic() + (deadline_s if then_s is None or not got else min(deadline_s, then_s))
         waiting = lambda: [i for i in self.live if i not in got]  # noqa: E731
         while waiting() and (left := end - time.monotonic()) > 0:
             self.while_waiting()
@@ -66,6 +69,8 @@ class EnvServer(AgentFacing):
                 continue
             asked = msg.body["episode"]
             if msg.kind is kind and asked == episode and msg.step == step:
+                if then_s is not None and not got:
+                    end = min(end, time.monotonic() + then_s)
                 got[msg.src] = msg
                 self.live.add(msg.src)
                 self.routes.attach(msg.src)
@@ -120,7 +125,7 @@ class EnvServer(AgentFacing):
         """One episode batch in lockstep; returns its metrics.csv row."""
         cfg = self.config
         self.link.progress = update
-        resets = self.collect(Kind.RESET, update, 0, cfg.reset_deadline_s)
+        resets = self.collect(Kind.RESET, update, 0, cfg.reset_deadline_s, then_s=cfg.step_deadline_s)
         if not resets:
             raise RuntimeError(f"no agent asked for episode batch {update} within {cfg.reset_deadline_s:.0f}s")
         returns = BatchReturns(self.world)

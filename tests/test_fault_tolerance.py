@@ -83,3 +83,5 @@ def test_an_agent_paused_for_20s_catches_up(tmp_path: Path) -> None:
         gaps = [float(r["comm_gaps"]) for r in read_rows(out / "agents/0/train.csv") if r["comm_gaps"] != "nan"]
         assert sum(gaps) > 0  # and its neighbour's missed rounds
         assert "restart" not in procs.log("cluster")
+        # 20 s is past ZeroMQ's 5 s heartbeat timeout: its connections dropped, and it was re-attached
+        assert "agent 1 re-attached from a new connection" in (out / "logs/envserver.log").read_text()

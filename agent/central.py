@@ -38,7 +38,6 @@ class CentralLearner(AgentFacing):
         self.spec = directory.spec
         self.critic = CentralCritic(directory.spec, directory.config)
         self.saved: dict[int, dict] = {}  # the critic's checkpoints by update, read only when resuming
-        self.link = served.link
 
     def collect(self, update: int, deadline_s: float) -> list[Body]:
         """One valid REWARD of round `update` from every agent, in agent order; RuntimeError after the deadline."""

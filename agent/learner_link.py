@@ -29,7 +29,7 @@ class LearnerLink:
 
     def advantages(self, update: int, report: Body, deadline_s: float) -> Body:
         """Send `report` (kind REWARD, round `update`); returns the ADV body for the same update."""
-        msg = self.link.request(Kind.REWARD, report, Kind.ADV, lambda m: self._check(m, update), deadline_s,
+        msg = self.link.request(Kind.REWARD, report, {Kind.ADV}, lambda m: self._check(m, update), deadline_s,
                                 f"update {update}", round=update)
         return msg.body
 

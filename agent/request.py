@@ -38,7 +38,7 @@ class Requester:
         self.sock = sockets.dealer(ctx, curve=client_keys(keys, server_id))
         self.sock.connect(endpoint)
 
-    def request(self, kind: Kind, body: dict[str, Any], replies: Kind | set[Kind], check: ReplyCheck,
+    def request(self, kind: Kind, body: dict[str, Any], replies: set[Kind], check: ReplyCheck,
                 deadline_s: float, what: str, *, retry_s: float | None = None, resync: bool = False,
                 round: int | None = None, step: int | None = None) -> Message:
         """Send `kind`, return the first reply of a kind in `replies` that passes `check`; `what` names the request.
@@ -48,11 +48,10 @@ class Requester:
         end = time.monotonic() + deadline_s
         if not self.sock.poll(int(deadline_s * 1000), zmq.POLLOUT):
             raise self.unavailable(f"cannot reach {self.name} at {self.endpoint} within {deadline_s:.0f}s")
-        kinds = {replies} if isinstance(replies, Kind) else replies
         while (left := end - time.monotonic()) > 0:
             self.outbox.send(self.sock, kind, {**body, "resync": True} if resync else body, dest=self.dest,
                              endpoint=self.endpoint, round=round, step=step)
-            if (msg := self._await(kinds, check, min(left, retry_s or left))) is not None:
+            if (msg := self._await(replies, check, min(left, retry_s or left))) is not None:
                 return msg
             resync = True
         raise self.unavailable(f"no reply from {self.name} at {self.endpoint} to {kind.value} ({what}) "

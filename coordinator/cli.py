@@ -180,7 +180,6 @@ def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_re
         keys = KeyRing(keys_dir, COORDINATOR_ID) if keys_dir is not None else None
         coordinator = Coordinator(config, run_id, bind, rd, resume=not no_resume, keys=keys)
         try:
-            coordinator.spec()  # the world must exist before anyone registers: fail now, not at DIRECTORY
             code = coordinator.run()
         finally:
             coordinator.close()

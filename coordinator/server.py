@@ -144,18 +144,18 @@ class Coordinator:
             self.inbox.drop("invalid", f"HELLO from src {src} claims role {body['role']}")
             return
         claimed = tuple(body["neighbors"]) if "neighbors" in body else None
-        again = src in self.members
-        if again and self.members[src].stopped == "finished":
+        old = self.members.get(src)
+        if old is not None and old.stopped == "finished":
             self.inbox.drop("duplicate", f"HELLO from {name(src)}, which has finished")
             return
-        if again and self.directed and body["endpoint"] != self.members[src].endpoint:
+        if old is not None and self.directed and body["endpoint"] != old.endpoint:
             # its peers dial the registered endpoint: a restarted process must bind it again
             self.inbox.drop("duplicate", f"HELLO for {name(src)} from {body['endpoint']}, but it is registered at "
-                                         f"{self.members[src].endpoint}")
+                                         f"{old.endpoint}")
             return
-        self.members[src] = Member(routing_id, body["endpoint"], claimed if not again else self.members[src].neighbors,
-                                   progress=self.members[src].progress if again else 0)
-        if not again:
+        self.members[src] = Member(routing_id, body["endpoint"], claimed if old is None else old.neighbors,
+                                   progress=0 if old is None else old.progress)
+        if old is None:
             log.info("registered %s at %s (%d/%d)", name(src), body["endpoint"], len(self.members), self.expected)
         if self.directed:
             if self.started and not self.knows_neighbours_of(src):
@@ -231,8 +231,8 @@ class Coordinator:
             "config": {**self.config.to_dict(), "spec": spec.to_dict()},
             "agents": list(range(self.config.agents)),
             "neighbors": list(mine),
-            "peers": {str(j): self.members[j].endpoint for j in mine if j in self.members},
-            "envserver": self.members[ENVSERVER_ID].endpoint if ENVSERVER_ID in self.members else "",
+            "peers": {str(j): self.members[j].endpoint for j in mine},
+            "envserver": self.members[ENVSERVER_ID].endpoint,
             **({"learner": learner.endpoint} if learner is not None else {}),
             "resume": self.resume or rejoin,
         }

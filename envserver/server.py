@@ -39,8 +39,7 @@ class EnvServer(AgentFacing):
         self.world = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed)
         self.spec = self.world.spec
         self.live = set(range(self.config.agents))  # agents that answered their last request in time
-        self.early_resets: dict[int, set[int]] = {}  # episode batch -> agents that asked for it in advance
-        self.link = served.link  # its `progress`: the episode batch being played (heartbeats report it)
+        self.early_resets: dict[int, dict[int, Message]] = {}  # episode batch -> agent -> RESET sent in advance
         self.saved: dict[int, dict] = {}  # the world's checkpoints by update, read only when resuming
 
     # ---- receiving --------------------------------------------------------------------------
@@ -54,10 +53,7 @@ class EnvServer(AgentFacing):
         An agent that missed a deadline is no longer waited for (it gets the default action) until a
         message of it arrives in time again; a RESET for a later batch is kept for that batch; a stale
         request marked `resync` (its sender lost replies) is answered with the batch it can still join."""
-        got: dict[int, Message] = {}
-        if kind is Kind.RESET:
-            for i in self.early_resets.pop(episode, set()):
-                got[i] = None  # type: ignore[assignment]  # asked in advance: counts, nothing to read
+        got = self.early_resets.pop(episode, {}) if kind is Kind.RESET else {}
         end = time.monotonic() + (deadline_s if then_s is None or not got else min(deadline_s, then_s))
         waiting = lambda: [i for i in self.live if i not in got]  # noqa: E731
         while waiting() and (left := end - time.monotonic()) > 0:
@@ -75,7 +71,7 @@ class EnvServer(AgentFacing):
                 self.live.add(msg.src)
                 self.routes.attach(msg.src)
             elif msg.kind is Kind.RESET and asked > episode:
-                self.early_resets.setdefault(asked, set()).add(msg.src)
+                self.early_resets.setdefault(asked, {})[msg.src] = msg
                 self.routes.attach(msg.src)
             elif msg.body.get("resync"):
                 self.routes.attach(msg.src)

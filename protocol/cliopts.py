@@ -48,10 +48,6 @@ def process_options(socket: str, peers: str, writes: str) -> Callable[[Callable[
     return decorate
 
 
-def check_endpoint(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    return endpoint_option(value)
-
-
 def run_process(label: str, verbose: bool, body: Callable[[], None]) -> None:
     """Run a process's body with logging and SIGTERM handling. Any failure (a peer gone, a deadline passed, a
     stop, a port in use, a bad path, a missing key) ends it with one line naming the cause and the fix, and
@@ -89,8 +85,8 @@ def explain(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def endpoint_option(value: str | None) -> str | None:
-    """A click callback body: refuse what is not a ZeroMQ endpoint (tcp://HOST:PORT, ipc://PATH) in one line."""
+def check_endpoint(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback: refuse what is not a ZeroMQ endpoint (tcp://HOST:PORT, ipc://PATH) in one line."""
     if value is None or ENDPOINT.fullmatch(value):
         return value
     raise click.ClickException(f"{value!r} is not an endpoint: use tcp://HOST:PORT (e.g. tcp://127.0.0.1:5550) "

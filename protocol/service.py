@@ -41,9 +41,8 @@ class Served:
     outbox: Outbox
     inbox: Inbox
     run_dir: RunDir
-    check_stop: Callable[[], None]  # raises RunStopped once the coordinator has stopped the run; heartbeats
     log: logging.Logger
-    link: CoordinatorLink  # `link.progress`: the update being served, for the heartbeats
+    link: CoordinatorLink  # its check_stop raises RunStopped once the coordinator stopped the run, and heartbeats
 
 
 def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *, coordinator: str, bind: str,
@@ -61,7 +60,7 @@ def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *,
     link = CoordinatorLink(ctx, coordinator, role, outbox, inbox, curve=client_keys(keys, COORDINATOR_ID))
     try:
         directory = link.register(advertise or endpoint, None, register_deadline_s)
-        service = build(Served(directory, sock, endpoint, outbox, inbox, out, link.check_stop, log, link))
+        service = build(Served(directory, sock, endpoint, outbox, inbox, out, log, link))
         start = link.ready_and_wait_start(register_deadline_s,
                                           checkpoints=service.checkpoints() if directory.resume else ())
         log.info("START: %s serving %s to %d agents at %s%s", role, directory.config.env,
@@ -94,7 +93,8 @@ class AgentFacing:
         self.outbox = served.outbox
         self.inbox = served.inbox
         self.run_dir = served.run_dir
-        self.while_waiting = served.check_stop  # raises if the coordinator stopped the run
+        self.link = served.link  # `link.progress`: the update being served, for the heartbeats
+        self.while_waiting = served.link.check_stop  # raises if the coordinator stopped the run
         self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents, served.log)
 
 

@@ -85,3 +85,5 @@ def test_an_agent_paused_for_20s_catches_up(tmp_path: Path) -> None:
         assert "restart" not in procs.log("cluster")
         # 20 s is past ZeroMQ's 5 s heartbeat timeout: its connections dropped, and it was re-attached
         assert "agent 1 re-attached from a new connection" in (out / "logs/envserver.log").read_text()
+        coordinator = (out / "logs/coordinator.log").read_text()  # liveness: the coordinator noticed, and saw it back
+        assert "agent 1 has been silent" in coordinator and "agent 1 is back" in coordinator

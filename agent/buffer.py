@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.returns import valid_steps
+
 
 @dataclass(frozen=True)
 class Rollout:
@@ -21,7 +23,9 @@ class Rollout:
     behaviour: np.ndarray  # [T, B] float32 pi_ii_old(a_i[t]|o_i[t]) at acting time
     masks: np.ndarray  # [T, B, M] bool: candidate m was a neighbour at step t
     rewards: np.ndarray  # [T, B] float32 r_i[t]
-    truncated: np.ndarray  # [T, B] bool: the time limit ended the episode after step t
+    terminated: np.ndarray  # [T, B] bool: the episode truly ended with step t (no bootstrap)
+    truncated: np.ndarray  # [T, B] bool: it was cut short with step t (bootstrap with V(o[t+1]))
+    valid: np.ndarray  # [T, B] bool loss mask: step t was played (False: padding after the end)
 
 
 def rows(x: np.ndarray) -> np.ndarray:
@@ -30,7 +34,7 @@ def rows(x: np.ndarray) -> np.ndarray:
 
 
 class RolloutBuffer:
-    """Collects (o, mask, a, behaviour) when acting and (r, truncated, o') after each step."""
+    """Collects (o, mask, a, behaviour) when acting and (r, terminated, truncated, o') after each step."""
 
     def __init__(self) -> None:
         self.clear()
@@ -38,7 +42,7 @@ class RolloutBuffer:
     def clear(self) -> None:
         """Forget everything recorded."""
         self._acted: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._outcomes: list[tuple[np.ndarray, bool, np.ndarray]] = []
+        self._outcomes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def add_action(
         self, obs: np.ndarray, mask: np.ndarray, actions: np.ndarray, behaviour: np.ndarray
@@ -50,22 +54,21 @@ class RolloutBuffer:
                             np.asarray(actions, dtype=np.int64),
                             np.asarray(behaviour, dtype=np.float32)))
 
-    def add_outcome(self, rewards: np.ndarray, truncated: bool, next_obs: np.ndarray) -> None:
-        """Record the world's answer to the last action: own rewards [B], time limit, next obs."""
+    def add_outcome(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                    next_obs: np.ndarray) -> None:
+        """Record the world's answer to the last action: own rewards [B], episode ends [B], next obs."""
         if len(self._acted) != len(self._outcomes) + 1:
             raise RuntimeError("record() called without a preceding act()")
-        self._outcomes.append((np.asarray(rewards, dtype=np.float32), bool(truncated),
-                               np.array(next_obs)))
+        rewards = np.asarray(rewards, dtype=np.float32)
+        flags = [np.broadcast_to(np.asarray(f, dtype=bool), rewards.shape).copy() for f in (terminated, truncated)]
+        self._outcomes.append((rewards, *flags, np.array(next_obs)))
 
     def rollout(self) -> Rollout:
         """Stack the recorded steps into [T, B, ...] arrays."""
         if not self._outcomes or len(self._acted) != len(self._outcomes):
             raise RuntimeError("rollout needs at least one complete act()/record() step")
         obs, masks, actions, behaviour = (np.stack(x) for x in zip(*self._acted))
-        rewards, truncated, next_obs = zip(*self._outcomes)
-        rewards_tb = np.stack(rewards)
-        return Rollout(
-            obs=obs, next_obs=np.stack(next_obs), actions=actions, behaviour=behaviour,
-            masks=masks, rewards=rewards_tb,
-            truncated=np.broadcast_to(np.array(truncated)[:, None], rewards_tb.shape).copy(),
-        )
+        rewards, terminated, truncated, next_obs = (np.stack(x) for x in zip(*self._outcomes))
+        return Rollout(obs=obs, next_obs=next_obs, actions=actions, behaviour=behaviour, masks=masks,
+                       rewards=rewards, terminated=terminated, truncated=truncated,
+                       valid=valid_steps(terminated, truncated))

@@ -2,8 +2,9 @@
 row, trained on the team reward r_sum = sum_i r_i; the team advantage it computes is every agent's.
 
 Per update: `advantages(reports)` takes one REWARD body per agent (agent order 0..N-1), computes GAE
-(eq. 17) and the critic targets (eq. 18, bootstrapped at the time limit) on r_sum and returns the team
-advantage [R]; `fit()` then takes K full-batch Adam steps on mean((V(s) - G)^2). The central learner
+(eq. 17) and the critic targets (eq. 18: bootstrapped only where the team's episode was truncated) on
+r_sum and returns the team advantage [R]; `fit()` then takes K full-batch Adam steps on mean((V(s) - G)^2)
+over the rows the team played. The team's episode ends where its last agent's ends (`team_flags`). The central learner
 process (`agent/central.py`) and `ss-sim` both drive it so, which keeps them bit-identical.
 
 A report's rows are one rollout (t = 0..T-1, time-major r = t * B + b), so the state after row r's step
@@ -20,7 +21,8 @@ from torch import nn
 
 from agent.exchange import Body
 from agent.nets import ValueNet, obs_tensor
-from agent.returns import gae
+from agent.returns import gae, team_flags, valid_steps
+from agent.ss_loss import masked_mean
 from protocol.config import RunConfig
 from protocol.spec import WorldSpec
 
@@ -28,12 +30,12 @@ CENTRAL_CRITIC_STREAM = 0xCE27A1  # the central critic's initialisation, apart f
 
 
 def check_report(body: Body, spec: WorldSpec) -> str | None:
-    """None if a REWARD body fits one rollout of `spec` (obs, last obs, truncation present), else why not."""
+    """None if a REWARD body fits one rollout of `spec` (obs, last obs, episode ends present), else why not."""
     rows, dtype = spec.horizon * spec.batch, np.dtype(spec.obs_dtype)
     if "obs" not in body:
-        return "no observations (obs, last_obs, truncated)"
+        return "no observations (obs, last_obs, terminated, truncated)"
     expected = {"rewards": (rows,), "obs": (rows, *spec.obs_shape), "last_obs": (spec.batch, *spec.obs_shape),
-                "truncated": (rows,)}
+                "terminated": (rows,), "truncated": (rows,)}
     for name, shape in expected.items():
         if body[name].shape != shape:
             return f"{name} shape {body[name].shape}, expected {shape}"
@@ -60,6 +62,7 @@ class CentralCritic:
         self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.states: torch.Tensor | None = None  # this update's joint states s [R, S], set by `advantages`
         self.targets: torch.Tensor | None = None  # and its critic targets G [R]
+        self.valid: torch.Tensor | None = None  # and its loss mask [R]: rows the team played
 
     def advantages(self, reports: Sequence[Body]) -> np.ndarray:
         """The team advantage A[t] (eq. 17 on r_sum) [R] float32 from every agent's REWARD (in agent order);
@@ -70,13 +73,15 @@ class CentralCritic:
         states = joint_states([r["obs"] for r in reports])
         next_states = torch.cat([states[B:], joint_states([r["last_obs"] for r in reports])])
         team_reward = torch.from_numpy(np.sum([r["rewards"] for r in reports], axis=0, dtype=np.float32))
-        truncated = torch.from_numpy(np.logical_or.reduce([r["truncated"] for r in reports]))
+        terminated, truncated = team_flags([r["terminated"].reshape(T, B) for r in reports],
+                                           [r["truncated"].reshape(T, B) for r in reports])
         with torch.no_grad():
             values, next_values = self.critic(states), self.critic(next_states)
         adv, targets = gae(team_reward.reshape(T, B), values.reshape(T, B), next_values.reshape(T, B),
-                           torch.zeros(T, B, dtype=torch.bool), truncated.reshape(T, B),
+                           torch.from_numpy(terminated), torch.from_numpy(truncated),
                            self.config.gamma, self.config.lam)
         self.states, self.targets = states, targets.reshape(-1)
+        self.valid = torch.from_numpy(valid_steps(terminated, truncated).reshape(-1)).to(torch.float32)
         return adv.reshape(-1).numpy()
 
     def state_dict(self) -> dict[str, Any]:
@@ -91,17 +96,17 @@ class CentralCritic:
     def fit(self) -> dict[str, float]:
         """K full-batch Adam steps on mean((V(s) - G)^2) (eq. 18), gradients clipped as the agents' are;
         returns the mean value loss over the steps."""
-        if self.states is None or self.targets is None:
+        if self.states is None or self.targets is None or self.valid is None:
             raise RuntimeError("advantages() must come first")
-        states, targets = self.states, self.targets
+        states, targets, valid = self.states, self.targets, self.valid
         losses = []
         for _ in range(self.config.iterations):
-            loss = ((self.critic(states) - targets) ** 2).mean()
+            loss = masked_mean((self.critic(states) - targets) ** 2, valid)
             self.optimizer.zero_grad()
             loss.backward()
             if self.config.max_grad_norm > 0:
                 nn.utils.clip_grad_norm_(self.critic.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
             losses.append(float(loss.detach()))
-        self.states = self.targets = None
+        self.states = self.targets = self.valid = None
         return {"value_loss": float(np.mean(losses))}

@@ -123,4 +123,5 @@ class Learner(PPOLearner):
             values=self.critic(u.obs),
             returns=u.targets,
             value_coef=self.config.value_coef,
+            valid=u.valid,
         ))

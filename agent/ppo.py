@@ -21,7 +21,7 @@ from agent.buffer import Rollout, RolloutBuffer, rows
 from agent.exchange import Outgoing, Received, RoundKinds
 from agent.nets import PolicyNet, ValueNet, obs_tensor
 from agent.returns import gae
-from agent.ss_loss import LossTerms, ss_loss
+from agent.ss_loss import LossTerms, masked_mean, ss_loss
 from protocol.config import RunConfig
 from protocol.messages import Kind
 from protocol.spec import WorldSpec
@@ -51,7 +51,8 @@ class UpdateBatch:
     masks: torch.Tensor  # [R, M] 1.0 where candidate m is a neighbour
     advantages: torch.Tensor  # [R] A_i (eq. 17), on the learning reward
     targets: torch.Tensor  # [R] G_i (eq. 18)
-    kappa: torch.Tensor  # mean |A_i|
+    valid: torch.Tensor  # [R] 1.0 where the step was played, 0.0 on padding after an episode's end
+    kappa: torch.Tensor  # mean |A_i| over the valid rows
     mean_reward: float  # of the environment's reward r_i
     neighbour_actions: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     rounds: list[dict[str, float]] = field(default_factory=list)
@@ -125,9 +126,10 @@ class PPOLearner:
         self.buffer.add_action(obs, mask, actions, probs[np.arange(len(probs)), actions])
         return actions
 
-    def record(self, rewards: np.ndarray, truncated: bool, next_obs: np.ndarray) -> None:
-        """Record the world's answer to the last act(): own rewards [B], time limit, next obs."""
-        self.buffer.add_outcome(rewards, truncated, next_obs)
+    def record(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+               next_obs: np.ndarray) -> None:
+        """Record the world's answer to the last act(): own rewards [B], episode ends [B], next obs."""
+        self.buffer.add_outcome(rewards, terminated, truncated, next_obs)
 
     # ---- updating -----------------------------------------------------------------------------
 
@@ -141,9 +143,8 @@ class PPOLearner:
         with torch.no_grad():
             values = self.critic(obs).reshape(rewards.shape)
             next_values = self.critic(obs_tensor(rows(ro.next_obs))).reshape(rewards.shape)
-        truncated = torch.from_numpy(ro.truncated)
-        advantages, targets = gae(rewards, values, next_values, torch.zeros_like(truncated),
-                                  truncated, self.config.gamma, self.config.lam)
+        advantages, targets = gae(rewards, values, next_values, torch.from_numpy(ro.terminated),
+                                  torch.from_numpy(ro.truncated), self.config.gamma, self.config.lam)
         return advantages.reshape(-1), targets.reshape(-1)
 
     def begin_update(self) -> None:
@@ -151,6 +152,7 @@ class PPOLearner:
         ro = self.buffer.rollout()
         obs = obs_tensor(rows(ro.obs))
         advantages, targets = self.estimate(ro, obs)
+        valid = torch.from_numpy(rows(ro.valid)).to(torch.float32)
         self._update = UpdateBatch(
             obs=obs,
             actions=torch.from_numpy(rows(ro.actions)),
@@ -158,7 +160,8 @@ class PPOLearner:
             masks=torch.from_numpy(rows(ro.masks)).to(torch.float32),
             advantages=advantages,
             targets=targets,
-            kappa=advantages.abs().mean(),  # paper 4.4: kappa_i = mean |A_i|
+            valid=valid,
+            kappa=masked_mean(advantages.abs(), valid),  # paper 4.4: kappa_i = mean |A_i|
             mean_reward=float(ro.rewards.mean()),
         )
 
@@ -198,7 +201,7 @@ class PPOLearner:
         return ss_loss(logp_ii=self.policy.log_probs(u.obs), actions=u.actions, behaviour=u.behaviour,
                        advantages=advantages, kappa=u.kappa, rho=0.0, neighbours=(),
                        clip_eps=self.config.clip_eps, values=values, returns=targets,
-                       value_coef=self.config.value_coef)
+                       value_coef=self.config.value_coef, valid=u.valid)
 
     def update_step(self, k: int, received: Received) -> None:
         """One full-batch Adam step on PPO with the own advantages A_i."""

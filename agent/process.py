@@ -172,7 +172,8 @@ class AgentProcess:
             reply = self.env.step(update, t, np.asarray(actions, dtype=np.int64), retry_s, give_up_s)
             if reply.body["default_used"]:
                 log.warning("agent %d: the env server used the default action for us at step %d", self.me, t)
-            learner.record(reply.body["reward"], reply.body["truncated"], reply.body["obs"])
+            body = reply.body
+            learner.record(body["reward"], body["terminated"], body["truncated"], body["obs"])
 
     def close(self) -> None:
         """Release sockets and write the receive-side accounting next to the audit log."""

@@ -1,13 +1,18 @@
 """Advantages (GAE, paper eq. 17) and critic targets (eq. 18) on the agent's own reward.
 
-Episode boundaries: `terminated` (a true end) bootstraps nothing; `truncated` (the time limit)
-bootstraps with V(next obs). The last row of the data bootstraps with V(next obs) too. Advantages
-are returned raw: no mean-centring (it would flip signs and so the indicator sets of eq. 14) and
-no std normalisation.
+Episode boundaries: `terminated` (a true end, and our worlds' fixed horizon T, the end of their task)
+bootstraps nothing, so the target is the discounted return to the episode's end (eq. 18); `truncated`
+(a cut of a longer task) bootstraps with V(next obs). A last row with neither flag bootstraps with
+V(next obs) too. Rows after an agent's episode ended are padding: `valid_steps` gives the loss mask
+that leaves them out. Advantages are returned raw: no mean-centring (it would flip signs and so the
+indicator sets of eq. 14) and no std normalisation.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
 
 
@@ -41,3 +46,21 @@ def gae(
         ret_next = rewards[t] + gamma * alive[t] * following
         targets[t] = ret_next
     return advantages, targets
+
+
+def valid_steps(terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+    """[T, B] bool loss mask: True where the step was played, False after the episode ended (padding)."""
+    ended = np.logical_or(terminated, truncated)
+    ended_before = np.zeros_like(ended)
+    ended_before[1:] = np.logical_or.accumulate(ended, axis=0)[:-1]
+    return ~ended_before
+
+
+def team_flags(terminated: Sequence[np.ndarray], truncated: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(terminated, truncated) [T, B] of the team from each agent's [T, B] flags: the team's episode ends
+    at the step where the last of its agents ends; it is truncated if any agent ending there was."""
+    ended_by = np.logical_and.reduce([np.logical_or.accumulate(te | tr, axis=0)
+                                      for te, tr in zip(terminated, truncated)])
+    team_end = ended_by & ~np.concatenate([np.zeros_like(ended_by[:1]), ended_by[:-1]])
+    any_truncated = np.logical_or.reduce(list(truncated))
+    return team_end & ~any_truncated, team_end & any_truncated

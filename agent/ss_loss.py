@@ -2,7 +2,8 @@
 
 Pure tensors in, loss out. Everything received from a neighbour j (its actions a_j, behaviour
 probabilities, current distribution P_jj and suggestion S_ji) is a constant: it is detached here.
-With no neighbours the loss is exactly PPO-clip plus the critic loss.
+With no neighbours the loss is exactly PPO-clip plus the critic loss. Every expectation is a mean over
+the rows the agent played (`valid`); padded rows after an episode's end weigh nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class LossTerms:
     suggestion_count: int  # number of active (row, j) pairs in that sum
 
 
+def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The mean of x [R] over the rows where valid [R] (float 0/1) is 1."""
+    return (x * valid).sum() / valid.sum().clamp(min=1.0)
+
+
 def taken(x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """x[r, actions[r]] for x [R, A] and actions [R]."""
     return x.gather(1, actions.unsqueeze(1)).squeeze(1)
@@ -64,12 +70,13 @@ def ss_loss(
     values: torch.Tensor,
     returns: torch.Tensor,
     value_coef: float,
+    valid: torch.Tensor,
 ) -> LossTerms:
     """Eq. 16 (maximised, so negated) plus value_coef * eq. 18.
 
     logp_ii [R, A_i] log pi_ii(.|o_i) (grad to theta_ii); actions a_i [R]; behaviour
     pi_ii_old(a_i|o_i) [R]; advantages A_i [R] and kappa_i = mean |A_i| (constants); values
-    V_i(o_i) [R] (grad to phi_i) and critic targets G_i [R].
+    V_i(o_i) [R] (grad to phi_i) and critic targets G_i [R]; valid [R] float loss mask.
     """
     A = advantages.detach()
     kappa = torch.as_tensor(kappa).detach()
@@ -87,7 +94,7 @@ def ss_loss(
     for n in neighbours:
         a_j, P_jj, S_ji = n.actions.detach(), n.probs.detach(), n.suggestion.detach()
         mask = n.mask.detach()
-        active = mask > 0
+        active = (mask * valid) > 0
         pi_ij = n.logp_ij.exp()
         pi_ij_a = taken(pi_ij, a_j)
         beh_j = torch.where(active, n.behaviour.detach(), one)  # no 0/0 in inactive rows' grads
@@ -109,14 +116,15 @@ def ss_loss(
 
     # eq. 16: min(xi_i xi_N A, clip(xi_i, 1-eps, 1+eps) xi_N A) = xi_N min(...) as xi_N > 0
     surrogate = xi_n * torch.min(xi_i * A, torch.clamp(xi_i, 1 - clip_eps, 1 + clip_eps) * A)
-    objective = (surrogate - penalty).mean()
+    valid = valid.detach()
+    objective = masked_mean(surrogate - penalty, valid)
     # eq. 18: L_V = E[(V_i(s_t) - G_t)^2]
-    value_loss = ((values - returns.detach()) ** 2).mean()
-    entropy = -(pi_ii * logp_ii).sum(dim=1).mean()
+    value_loss = masked_mean((values - returns.detach()) ** 2, valid)
+    entropy = masked_mean(-(pi_ii * logp_ii).sum(dim=1), valid)
     return LossTerms(
         total=-objective + value_coef * value_loss,
-        surrogate=float(surrogate.detach().mean()),
-        penalty=float(penalty.detach().mean()),
+        surrogate=float(masked_mean(surrogate.detach(), valid)),
+        penalty=float(masked_mean(penalty.detach(), valid)),
         value_loss=float(value_loss.detach()),
         entropy=float(entropy.detach()),
         suggestion_sq_sum=sq_sum,

@@ -74,9 +74,10 @@ class TimedAgent:
         self.elapsed += time.perf_counter() - start
         return actions
 
-    def record(self, rewards: np.ndarray, truncated: bool, next_obs: np.ndarray) -> None:
+    def record(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+               next_obs: np.ndarray) -> None:
         start = time.perf_counter()
-        self.learner.record(rewards, truncated, next_obs)
+        self.learner.record(rewards, terminated, truncated, next_obs)
         self.elapsed += time.perf_counter() - start
 
     def begin_update(self) -> None:

@@ -27,7 +27,7 @@ def bench(name: str, batch: int, steps: int) -> tuple[float, float]:
     stepping = observing = 0.0
     for a in actions:
         start = time.perf_counter()
-        done = world.step(a).truncated
+        done = world.step(a).done
         stepped = time.perf_counter()
         world.observe()  # timed right after the step it belongs to, under the same machine load
         observing += time.perf_counter() - stepped

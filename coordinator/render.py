@@ -67,7 +67,7 @@ def play_episode(world: World, learners: list[PPOLearner],
         ])
         result = world.step(actions)
         for i, learner in enumerate(learners):
-            learner.record(result.rewards[i], result.truncated, result.obs[i])
+            learner.record(result.rewards[i], result.terminated[i], result.truncated[i], result.obs[i])
         frames.append(with_time_bar(world.render_rgb(0), t, spec.horizon))
     return frames
 

@@ -104,7 +104,7 @@ class Simulation:
             result = self.world.step(actions)
             returns.add(result.rewards)
             for i, learner in enumerate(self.learners):
-                learner.record(result.rewards[i], result.truncated, result.obs[i])
+                learner.record(result.rewards[i], result.terminated[i], result.truncated[i], result.obs[i])
         return returns.row(episodes_so_far)
 
     def mask(self, agent_id: int, world_mask: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 One env is ONE copy (batch = 1) of the World. Agents are "agent_0".."agent_{N-1}" (agent i = world
 agent i), actions Discrete(n_actions), observations Box of the world's obs_shape and dtype (float32,
-or uint8 images). The world's fixed horizon T is a truncation of every agent at step T, after which
-`agents` is empty; there are no terminations. `reset(seed=s)` rebuilds the world with seed s, so the
+or uint8 images). Every agent's episode ends at the world's fixed horizon T, after which `agents` is
+empty: a termination for our four worlds (T is the end of their task), a truncation for a world whose
+time limit is "truncate". `reset(seed=s)` rebuilds the world with seed s, so the
 episode equals the native world's `make_world(name, N, 1, s).reset()`; `reset()` without a seed draws
 the next episode from the world's own RNG. An agent missing from the actions dict plays the world's
 default action. `max_cycles` reports T; assigning it changes nothing (the horizon is the world's).
@@ -69,17 +70,18 @@ class WorldParallelEnv(ParallelEnv):
         return self._observations(result), {a: {} for a in self.agents}
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        """One world step with the live agents' actions; all agents truncate together at the horizon."""
+        """One world step with the live agents' actions; all agents end together at the horizon, terminated
+        or truncated as the world's time limit says."""
         default = self.world.spec.default_action
         joint = np.array([[int(actions.get(a, default))] for a in self.possible_agents], dtype=np.int64)
         result = self.world.step(joint)
         live = self.agents
         obs = self._observations(result)
         rewards = {a: float(result.rewards[i, 0]) for i, a in enumerate(live)}
-        terminations = {a: False for a in live}
-        truncations = {a: result.truncated for a in live}
+        terminations = {a: bool(result.terminated[i, 0]) for i, a in enumerate(live)}
+        truncations = {a: bool(result.truncated[i, 0]) for i, a in enumerate(live)}
         infos = {a: {} for a in live}
-        if result.truncated:
+        if result.done:
             self.agents = []
         return obs, rewards, terminations, truncations, infos
 

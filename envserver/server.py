@@ -2,8 +2,9 @@
 
 Per episode batch: wait for RESET from every live agent, reset, reply; then per step wait for every
 live agent's STEP (deadline; a missing agent gets the env's default action, is flagged in the log and
-counted in metrics.csv), step, and reply to each agent with its own observation, its own reward, the
-truncation flag and its neighbour mask. Agent i's reward goes to agent i and nowhere else.
+counted in metrics.csv), step, and reply to each agent with its own observation, its own reward, its
+episode ends (terminated / truncated) and its neighbour mask. Agent i's reward goes to agent i and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class EnvServer(AgentFacing):
                 "episode": episode,
                 "to": i,
                 "obs": np.ascontiguousarray(result.obs[i]),
-                "truncated": bool(result.truncated),
+                "terminated": np.ascontiguousarray(result.terminated[i]),
+                "truncated": np.ascontiguousarray(result.truncated[i]),
                 "mask": project_mask(self.spec.candidates[i], result.masks[i], self.neighbors[i]),
                 "default_used": i in defaulted,
             }

@@ -179,12 +179,14 @@ SCHEMAS: dict[Kind, Schema] = {
             "to": Int(min=0),  # the one agent whose observation and reward this is
             "obs": Array(dtypes=("<f4", "|u1"), min_ndim=2, private=True),
             "reward": Array(dtypes=F32, ndim=1, required=False, private=True),
-            "truncated": Bool(),
+            # per parallel world: this agent's episode ended with this step, truly / cut short
+            "terminated": Array(dtypes=BOOL, ndim=1),
+            "truncated": Array(dtypes=BOOL, ndim=1),
             "mask": Array(dtypes=BOOL, ndim=2),
             "default_used": Bool(),
         },
         # one row per parallel world
-        same_rows=(("reward", "obs"), ("mask", "obs")),
+        same_rows=(("reward", "obs"), ("mask", "obs"), ("terminated", "obs"), ("truncated", "obs")),
     ),
     # to an agent that fell behind: the episode batch it can still join (its RESET), and why
     Kind.EPISODE_END: Schema({"episode": Int(min=0), "reason": Str()}),
@@ -214,10 +216,12 @@ SCHEMAS: dict[Kind, Schema] = {
             "rewards": Array(dtypes=F32, ndim=1, private=True),  # r_i [R]
             "obs": Array(dtypes=("<f4", "|u1"), min_ndim=2, required=False, private=True),  # o_i [R, ...]
             "last_obs": Array(dtypes=("<f4", "|u1"), min_ndim=2, required=False, private=True),  # o_i[T] [B, ...]
-            "truncated": Array(dtypes=BOOL, ndim=1, required=False),  # [R] time limit after the row's step
+            # [R] the episode ended with the row's step: truly / cut short
+            "terminated": Array(dtypes=BOOL, ndim=1, required=False),
+            "truncated": Array(dtypes=BOOL, ndim=1, required=False),
         },
-        together=(("obs", "last_obs", "truncated"),),
-        same_rows=(("obs", "rewards"), ("truncated", "rewards")),
+        together=(("obs", "last_obs", "terminated", "truncated"),),
+        same_rows=(("obs", "rewards"), ("terminated", "rewards"), ("truncated", "rewards")),
     ),
 }
 

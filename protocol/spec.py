@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+TIME_LIMITS = ("end", "truncate")
+
 
 @dataclass(frozen=True)
 class WorldSpec:
@@ -21,6 +23,13 @@ class WorldSpec:
     # candidates[i]: sorted ids of the agents i may exchange with (its candidate neighbours)
     candidates: tuple[tuple[int, ...], ...]
     dynamic_neighbors: bool  # True if the per-step masks can switch candidates off
+    # what the horizon T is: "end" = the end of the task (no bootstrap at T: the critic target is the
+    # return to the episode's end, eq. 18), "truncate" = a cut of a longer task (bootstrap with V(o_T))
+    time_limit: str = "end"
+
+    def __post_init__(self) -> None:
+        if self.time_limit not in TIME_LIMITS:
+            raise ValueError(f"time_limit must be one of {', '.join(TIME_LIMITS)}, got {self.time_limit!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """msgpack/TOML-friendly form (tuples as lists)."""

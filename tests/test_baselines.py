@@ -126,7 +126,7 @@ def toy_rollout(learners: dict, data: np.random.Generator) -> None:
             obs = data.standard_normal((B, 3)).astype(np.float32)
             learner.act(obs, data.random((B, len(SPEC.candidates[i]))) < 0.6)
         for learner in learners.values():
-            learner.record(data.standard_normal(B).astype(np.float32), t == T - 1,
+            learner.record(data.standard_normal(B).astype(np.float32), t == T - 1, False,
                            data.standard_normal((B, 3)).astype(np.float32))
 
 
@@ -233,7 +233,7 @@ def test_ps_joint_ratio_with_no_neighbours_is_ppo_exactly() -> None:
     actions, behaviour = torch.tensor([0, 1, 2, 1, 0, 2]), torch.rand(R) * 0.8 + 0.1
     adv, returns = torch.randn(R), torch.randn(R)
     common = dict(actions=actions, behaviour=behaviour, advantages=adv, clip_eps=0.2, values=values,
-                  returns=returns, value_coef=0.5)
+                  returns=returns, value_coef=0.5, valid=torch.ones(R))
     ps = joint_ratio_loss(logp_own=torch.log_softmax(logits, 1), others=[], **common)
     ppo = ss_loss(logp_ii=torch.log_softmax(logits, 1), kappa=1.0, rho=3.0, neighbours=[], **common)
     assert torch.equal(ps.total, ppo.total)
@@ -254,7 +254,7 @@ def test_ps_joint_ratio_by_hand() -> None:
     mask = torch.tensor([1.0, 1.0, 0.0, 1.0])
     adv = torch.tensor([1.0, -1.0, 2.0, 0.5])
     terms = joint_ratio_loss(p_own.log(), a_i, beh_i, [JointFactor(p_j.log(), a_j, beh_j, mask)], adv, 0.2,
-                             torch.zeros(R), torch.zeros(R), 0.5)
+                             torch.zeros(R), torch.zeros(R), 0.5, torch.ones(R))
     ratio = np.array([0.5 / 0.5 * 0.7 / 0.7, 0.8 / 0.5 * 0.5 / 0.4, 0.9 / 0.5, 0.4 / 0.5 * 0.8 / 0.5])
     a = adv.numpy()
     surr = np.minimum(ratio * a, np.clip(ratio, 0.8, 1.2) * a)
@@ -314,7 +314,8 @@ def hand_rollout(obs: np.ndarray, actions: list, rewards: list) -> Rollout:
     actions, rewards = np.array(actions, dtype=np.int64), np.array(rewards, dtype=np.float32)
     return Rollout(obs=obs, next_obs=obs, actions=actions, behaviour=np.full(actions.shape, 0.5, np.float32),
                    masks=np.zeros((*actions.shape, 0), bool), rewards=rewards,
-                   truncated=np.zeros(actions.shape, bool))
+                   terminated=np.zeros(actions.shape, bool), truncated=np.zeros(actions.shape, bool),
+                   valid=np.ones(actions.shape, bool))
 
 
 def test_imr_rewards_the_kind_action_of_each_env() -> None:
@@ -366,7 +367,7 @@ def test_imr_learns_from_the_shaped_reward_and_reports_the_envs() -> None:
         np.testing.assert_array_equal(a_imr, a_ippo)
         rewards = data.standard_normal(B).astype(np.float32)
         for learner in (imr, ippo):
-            learner.record(rewards, t == T - 1, obs)
+            learner.record(rewards, t == T - 1, False, obs)
     ro = imr.buffer.rollout()
     assert (ro.actions == CLEAN).any()
     imr.begin_update()

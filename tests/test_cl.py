@@ -33,10 +33,11 @@ def tiny_spec(n_agents: int = 2, horizon: int = 2, batch: int = 1) -> WorldSpec:
                      dynamic_neighbors=False)
 
 
-def report(rewards: list[float], obs: list[float], last: float, truncated: list[bool]) -> dict:
+def report(rewards: list[float], obs: list[float], last: float, truncated: list[bool],
+           terminated: list[bool] | None = None) -> dict:
     f32 = lambda x: np.array(x, dtype=np.float32)  # noqa: E731
     return {"rewards": f32(rewards), "obs": f32(obs)[:, None], "last_obs": f32([[last]]),
-            "truncated": np.array(truncated)}
+            "terminated": np.array(terminated or [False] * len(rewards)), "truncated": np.array(truncated)}
 
 
 def test_central_critic_gae_and_targets_on_the_summed_reward_by_hand() -> None:
@@ -61,6 +62,15 @@ def test_central_critic_gae_and_targets_on_the_summed_reward_by_hand() -> None:
     assert stats["value_loss"] > 0 and not torch.equal(before, central.critic.body[0].weight)
     with pytest.raises(RuntimeError, match="advantages"):
         central.fit()  # one fit per update
+    # the same rollout when T is the end of the task (terminated): no bootstrap with V(s_2)
+    ended = [report([1, 2], [0.5, 0.25], 0.125, [False, False], [False, True]),
+             report([3, -1], [0.0, 0.5], 0.25, [False, False], [False, True])]
+    with torch.no_grad():
+        central.critic.body[0].weight.copy_(torch.tensor([[1.0, 10.0]]))
+        central.critic.body[0].bias.zero_()
+    # delta_1 = 1 - 5.25 = -4.25, A_0 = 6.125 + 0.25 * -4.25 = 5.0625; G_1 = 1, G_0 = 4 + 0.5 * 1 = 4.5
+    np.testing.assert_array_equal(central.advantages(ended), np.array([5.0625, -4.25], dtype=np.float32))
+    np.testing.assert_array_equal(central.targets.numpy(), np.array([4.5, 1.0], dtype=np.float32))
 
 
 def test_central_critic_is_seeded_by_the_run_seed_alone_and_checks_reports() -> None:
@@ -94,10 +104,11 @@ def test_cl_agent_has_no_critic_no_neighbours_and_steps_on_the_team_advantage() 
     rng = np.random.default_rng(0)
     for t in range(3):
         learner.act(rng.random((2, 1), dtype=np.float32), np.zeros((2, 0), dtype=bool))
-        learner.record(rng.random(2, dtype=np.float32), t == 2, rng.random((2, 1), dtype=np.float32))
+        learner.record(rng.random(2, dtype=np.float32), t == 2, False, rng.random((2, 1), dtype=np.float32))
     body = learner.report()
     assert check_report(body, spec) is None
-    np.testing.assert_array_equal(body["truncated"], [False, False, False, False, True, True])
+    np.testing.assert_array_equal(body["terminated"], [False, False, False, False, True, True])
+    assert not body["truncated"].any()
     with pytest.raises(RuntimeError, match="receive_advantages"):
         learner.begin_update()
     team = np.arange(6, dtype=np.float32) - 2.5

@@ -185,7 +185,7 @@ def test_spec_masks_and_horizon(name):
     stay = np.full((4, 3), STAY)
     with pytest.raises(RuntimeError):
         make_world(name, 4, 3, seed=0).step(stay)  # no reset yet
-    done = [w.step(stay).truncated for _ in range(100)]
+    done = [w.step(stay).done for _ in range(100)]
     assert done == [False] * 99 + [True]
     assert set(w.episode_metrics()) == set(w.metric_columns())
     with pytest.raises(RuntimeError):

@@ -41,7 +41,7 @@ def rollout(learners: dict[int, Learner], data: np.random.Generator) -> np.ndarr
         taken.append([step[i] for i in learners])
         for learner in learners.values():
             rewards = data.standard_normal(B).astype(np.float32)
-            learner.record(rewards, t == T - 1, data.standard_normal((B, 3)).astype(np.float32))
+            learner.record(rewards, t == T - 1, False, data.standard_normal((B, 3)).astype(np.float32))
     return np.array(taken)
 
 

@@ -46,7 +46,8 @@ def test_spaces_follow_the_world_spec(name: str, shape: tuple, dtype: type, n: i
     assert all(obs_space.contains(o) for o in obs.values())
 
 
-def test_episode_equals_the_native_world_and_truncates_at_the_horizon() -> None:
+def test_episode_equals_the_native_world_and_ends_at_the_horizon() -> None:
+    """Predation's T is the end of its task: every agent terminates there (nothing is truncated)."""
     env = parallel_env("predation", n_agents=3)
     native = make_world("predation", 3, 1, 11)
     obs, infos = env.reset(seed=11)
@@ -58,8 +59,8 @@ def test_episode_equals_the_native_world_and_truncates_at_the_horizon() -> None:
         obs, rewards, terms, truncs, infos = env.step({f"agent_{i}": joint[i, 0] for i in range(3)})
         expected = native.step(joint)
         assert [rewards[a] for a in env.possible_agents] == expected.rewards[:, 0].tolist()
-        assert not any(terms.values())
-        assert all(truncs[a] == (t == native.spec.horizon) for a in env.possible_agents)
+        assert not any(truncs.values())
+        assert all(terms[a] == (t == native.spec.horizon) for a in env.possible_agents)
     assert env.agents == []
     with pytest.raises(RuntimeError):
         env.step({})
@@ -128,7 +129,9 @@ def test_round_trip_matches_the_native_world() -> None:
         actions = rng.integers(0, 2, size=(3, 4))
         result = world.step(actions)
         expected = [n.step(actions[:, b : b + 1]) for b, n in enumerate(natives)]
-        assert result.truncated == (t + 1 == spec.horizon)
+        assert result.done == (t + 1 == spec.horizon)
+        # the wrapped predation ends its task at T: the adapter passes the termination on
+        assert (result.terminated == result.done).all() and not result.truncated.any()
         assert all(m.all() for m in result.masks)
 
 
@@ -158,12 +161,13 @@ def test_copy_ending_before_the_horizon_is_padded() -> None:
     actions = np.zeros((3, 2), dtype=np.int64)
     for _ in range(30):
         last = world.step(actions)
-    assert not last.truncated
+    assert not last.done and last.terminated.all()  # predation's own end, at its t = 30
     for t in range(31, 36):
         result = world.step(actions)
         np.testing.assert_array_equal(result.obs, last.obs)
         assert not result.rewards.any()
-        assert result.truncated == (t == 35)
+        assert result.done == (t == 35)
+        assert not (result.terminated.any() or result.truncated.any())  # padded steps end nothing
 
 
 class Countdown(ParallelEnv):
@@ -200,12 +204,16 @@ def test_agents_leaving_early_get_zero_rewards_and_keep_their_last_obs() -> None
     world = make_world("tests.test_pettingzoo:Countdown?horizon=5", 3, 2, seed=0)
     assert (world.spec.n_actions, world.spec.obs_shape) == (2, (1,))
     world.reset()
-    rewards, obs = [], []
+    rewards, obs, ends = [], [], []
     for _ in range(5):
         result = world.step(np.ones((3, 2), dtype=np.int64))  # world action 1 = env action 2
         rewards.append(result.rewards[:, 0])
         obs.append(result.obs[:, 0, 0])
-    assert result.truncated
+        ends.append(result.terminated[:, 0])
+        assert not result.truncated.any()
+    assert result.done
+    # agent_k terminates with step k + 1, once
+    np.testing.assert_array_equal(np.stack(ends).T, [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0]])
     np.testing.assert_array_equal(np.stack(rewards).T, [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
     np.testing.assert_array_equal(np.stack(obs).T, [[1, 1, 1, 1, 1], [1, 2, 2, 2, 2], [1, 2, 3, 3, 3]])
 
@@ -225,3 +233,16 @@ def test_simulation_trains_on_an_adapted_env(tmp_path: Path) -> None:
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("episode,collective_return") and len(lines) == 3
     assert (tmp_path / "agents" / "2" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("time_limit, flag", [("", "truncated"), ("&time_limit=truncate", "truncated"),
+                                              ("&time_limit=end", "terminated")])
+def test_agents_alive_at_the_horizon_end_as_the_time_limit_says(time_limit: str, flag: str) -> None:
+    """horizon=2 cuts Countdown: agent_0 terminated at step 1, agent_1 by itself at step 2, agent_2 by T."""
+    world = make_world("tests.test_pettingzoo:Countdown?horizon=2" + time_limit, 3, 1, seed=0)
+    world.reset()
+    world.step(np.ones((3, 1), dtype=np.int64))
+    last = world.step(np.ones((3, 1), dtype=np.int64))
+    assert last.done
+    np.testing.assert_array_equal(last.terminated[:, 0], [False, True, flag == "terminated"])
+    np.testing.assert_array_equal(last.truncated[:, 0], [False, False, flag == "truncated"])

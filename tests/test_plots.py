@@ -108,7 +108,8 @@ def test_approach_share_reads_obs_and_round0_suggestions(tmp_path):
     for update, xs in x0.items():
         for t in range(steps):
             obs = np.stack([xs[t], np.full(batch, 0.7)], axis=1).astype(np.float32)  # [B, N]
-            body = {"episode": update, "to": 1, "obs": obs, "truncated": False,
+            body = {"episode": update, "to": 1, "obs": obs, "terminated": np.zeros(batch, bool),
+                    "truncated": np.zeros(batch, bool),
                     "mask": np.ones((batch, 1), bool), "default_used": False}
             _append(server, seq, Message(Kind.OBS, "r", 0, seq, body, step=t), "agent:1")
             seq += 1

@@ -33,7 +33,7 @@ def loss(logits_ii, a_i, beh_i, neighbours, rho=2.0, kappa=None, adv=ADV, values
     return ss_loss(
         logp_ii=torch.log_softmax(logits_ii, dim=1), actions=a_i, behaviour=beh_i,
         advantages=adv, kappa=adv.abs().mean() if kappa is None else kappa, rho=rho,
-        neighbours=neighbours, clip_eps=0.2, values=values, returns=RETURNS, value_coef=0.5,
+        neighbours=neighbours, clip_eps=0.2, values=values, returns=RETURNS, value_coef=0.5, valid=torch.ones(R),
     )
 
 
@@ -111,7 +111,7 @@ def test_penalty_applies_only_in_the_indicator_set(adv, P_row, active):
                         suggestion=logits_ii.detach().softmax(1), mask=torch.ones(1))
     terms = ss_loss(torch.log_softmax(logits_ii, 1), a, torch.tensor([0.5]), torch.tensor([adv]),
                     kappa=0.7, rho=3.0, neighbours=[nb], clip_eps=0.2, values=torch.zeros(1),
-                    returns=torch.zeros(1), value_coef=0.5)
+                    returns=torch.zeros(1), value_coef=0.5, valid=torch.ones(1))
     gap = float(((pi_ij - P_jj) ** 2).sum())
     assert terms.penalty == pytest.approx(0.7 * 3.0 * gap if active else 0.0, abs=1e-7)
 

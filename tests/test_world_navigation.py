@@ -79,7 +79,7 @@ def test_line_graph_and_static_masks() -> None:
 def test_reset_draws_cells_and_targets_on_the_grid() -> None:
     w = NavigationWorld(3, 400, seed=2)
     res = w.reset()
-    assert not res.rewards.any() and not res.truncated
+    assert not res.rewards.any() and not res.done
     for arr in (w.cells, w.targets):
         assert arr.min() == 0 and arr.max() == 4  # 2400 draws cover both ends of 0..4
     assert not np.array_equal(w.cells, w.targets)
@@ -87,7 +87,7 @@ def test_reset_draws_cells_and_targets_on_the_grid() -> None:
 
 def test_truncates_at_step_100_then_refuses_to_step() -> None:
     w = started(3, 2)
-    flags = [w.step(np.full((3, 2), STAY)).truncated for _ in range(100)]
+    flags = [w.step(np.full((3, 2), STAY)).done for _ in range(100)]
     assert flags == [False] * 99 + [True]
     finished = w.cells.copy()
     with pytest.raises(RuntimeError):
@@ -118,7 +118,7 @@ def rollout(w: NavigationWorld, episodes: int, seed: int) -> list[np.ndarray]:
     for _ in range(episodes):
         res = w.reset()
         out.append(res.obs)
-        while not res.truncated:
+        while not res.done:
             res = w.step(script.integers(0, 5, size=(n, b)))
             out += [res.obs, res.rewards]
     return out

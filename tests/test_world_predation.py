@@ -115,13 +115,13 @@ def test_two_agents_always_exchange() -> None:
 
 def test_truncates_at_step_30_then_refuses_to_step() -> None:
     w = started(4, 2)
-    flags = [w.step(np.zeros((4, 2), dtype=np.int64)).truncated for _ in range(30)]
+    flags = [w.step(np.zeros((4, 2), dtype=np.int64)).done for _ in range(30)]
     assert flags == [False] * 29 + [True]
     finished = w.positions.copy()
     with pytest.raises(RuntimeError):
         w.step(np.zeros((4, 2), dtype=np.int64))
     np.testing.assert_array_equal(w.positions, finished)  # the refused step moved nobody
-    assert not w.reset().truncated
+    assert not w.reset().done
 
 
 def test_reset_draws_uniform_starts_on_the_line() -> None:
@@ -143,7 +143,7 @@ def rollout(w: PredationWorld, episodes: int, seed: int) -> list[np.ndarray]:
     for _ in range(episodes):
         res = w.reset()
         out += [res.obs, *res.masks]
-        while not res.truncated:
+        while not res.done:
             res = w.step(script.integers(0, 2, size=(n, b)))
             out += [res.obs, res.rewards, *res.masks]
     return out

@@ -32,10 +32,11 @@ class CLLearner(PPOLearner):
         return {"policy": self.policy}
 
     def report(self) -> Body:
-        """The REWARD body for the recorded rollout: r_i [R], o_i [R, ...], o_i[T] [B, ...], truncated [R]."""
+        """The REWARD body for the recorded rollout: r_i [R], o_i [R, ...], o_i[T] [B, ...], and the episode
+        ends terminated [R] and truncated [R]."""
         ro = self.buffer.rollout()
         return {"rewards": rows(ro.rewards), "obs": rows(ro.obs), "last_obs": ro.next_obs[-1],
-                "truncated": rows(ro.truncated)}
+                "terminated": rows(ro.terminated), "truncated": rows(ro.truncated)}
 
     def receive_advantages(self, body: Body) -> None:
         """Take the central learner's ADV body (the team advantage [R]) for the next update."""

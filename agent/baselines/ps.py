@@ -22,7 +22,7 @@ from agent.exchange import Outgoing, Received, RoundKinds
 from agent.neighbourhood import communicates
 from agent.nets import PolicyNet
 from agent.ppo import PPOLearner, derived_seed, received_array
-from agent.ss_loss import LossTerms, taken
+from agent.ss_loss import LossTerms, masked_mean, taken
 from protocol.messages import Kind
 
 
@@ -38,8 +38,10 @@ class JointFactor:
 
 def joint_ratio_loss(logp_own: torch.Tensor, actions: torch.Tensor, behaviour: torch.Tensor,
                      others: Sequence[JointFactor], advantages: torch.Tensor, clip_eps: float,
-                     values: torch.Tensor, returns: torch.Tensor, value_coef: float) -> LossTerms:
-    """-mean(min(r A, clip(r, 1-eps, 1+eps) A)) + value_coef * mean((V - G)^2), r the joint ratio."""
+                     values: torch.Tensor, returns: torch.Tensor, value_coef: float,
+                     valid: torch.Tensor) -> LossTerms:
+    """-mean(min(r A, clip(r, 1-eps, 1+eps) A)) + value_coef * mean((V - G)^2), r the joint ratio;
+    means over the valid rows."""
     A = advantages.detach()
     pi_own = logp_own.exp()
     ratio = taken(pi_own, actions) / behaviour.detach()
@@ -49,10 +51,10 @@ def joint_ratio_loss(logp_own: torch.Tensor, actions: torch.Tensor, behaviour: t
         beh_j = torch.where(active, f.behaviour.detach(), one)  # no 0/0 in inactive rows' grads
         ratio = ratio * torch.where(active, taken(f.logp.exp(), f.actions.detach()) / beh_j, one)
     surrogate = torch.min(ratio * A, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * A)
-    value_loss = ((values - returns.detach()) ** 2).mean()
-    entropy = -(pi_own * logp_own).sum(dim=1).mean()
-    return LossTerms(total=-surrogate.mean() + value_coef * value_loss,
-                     surrogate=float(surrogate.detach().mean()), penalty=0.0,
+    value_loss = masked_mean((values - returns.detach()) ** 2, valid)
+    entropy = masked_mean(-(pi_own * logp_own).sum(dim=1), valid)
+    return LossTerms(total=-masked_mean(surrogate, valid) + value_coef * value_loss,
+                     surrogate=float(masked_mean(surrogate.detach(), valid)), penalty=0.0,
                      value_loss=float(value_loss.detach()), entropy=float(entropy.detach()),
                      suggestion_sq_sum=0.0, suggestion_count=0)
 
@@ -132,5 +134,5 @@ class PSLearner(PPOLearner):
         self.step(joint_ratio_loss(
             logp_own=self.policy.log_probs(u.obs), actions=u.actions, behaviour=u.behaviour,
             others=self._factors(k, received), advantages=u.advantages, clip_eps=self.config.clip_eps,
-            values=self.critic(u.obs), returns=u.targets, value_coef=self.config.value_coef,
+            values=self.critic(u.obs), returns=u.targets, value_coef=self.config.value_coef, valid=u.valid,
         ))

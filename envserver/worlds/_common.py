@@ -31,7 +31,7 @@ class EpisodeClock:
         self.t = 0
 
     def tick(self) -> bool:
-        """Advance one step; returns truncated (True exactly when t reaches T)."""
+        """Advance one step; returns done (True exactly when t reaches T)."""
         if self.t < 0:
             raise RuntimeError("call reset() before step()")
         if self.t >= self.horizon:

@@ -1,8 +1,13 @@
 """The contract every world implements: B parallel copies of an N-agent game, stepped in lockstep.
 
-All worlds of a batch run the same fixed horizon T (time-limit truncation at t = T, never early
-termination), so every agent's rollout is a dense [T, B] block. Arrays are numpy, agent-major:
-observations [N, B, *obs_shape], rewards [N, B] float32, actions [N, B] int64.
+All copies of a batch run the same fixed horizon T, so every agent's rollout is a dense [T, B] block.
+Each step says, per agent and copy, whether that agent's episode ended there and how: `terminated` (a
+true end: nothing to bootstrap) or `truncated` (cut short: bootstrap with V(o')). At T every agent
+still playing ends as the world's `spec.time_limit` declares ("end" -> terminated, as for our four
+worlds, whose T is the end of the task; "truncate" -> truncated). An agent whose episode ended before T
+(only third-party worlds do this) keeps its last observation and zero rewards until T: padded steps,
+which the learners mask out. Arrays are numpy, agent-major: observations [N, B, *obs_shape], rewards
+[N, B] float32, actions [N, B] int64, flags [N, B] bool.
 """
 
 from __future__ import annotations
@@ -21,8 +26,20 @@ class StepResult:
 
     obs: np.ndarray  # [N, B, *obs_shape], dtype spec.obs_dtype
     rewards: np.ndarray  # [N, B] float32 (zeros after reset)
-    truncated: bool  # the time limit was reached at this step (the batch is finished)
+    done: bool  # t reached the horizon T: the batch is finished
     masks: list[np.ndarray]
+    terminated: np.ndarray  # [N, B] bool: agent i's episode in copy b truly ended at this step
+    truncated: np.ndarray  # [N, B] bool: it was cut short at this step (the critic bootstraps)
+
+    @classmethod
+    def at_clock(cls, spec: WorldSpec, obs: np.ndarray, rewards: np.ndarray, done: bool,
+                 masks: list[np.ndarray]) -> "StepResult":
+        """A step of a world whose episodes end only at T, as `spec.time_limit` says."""
+        ends = np.full((spec.n_agents, spec.batch), done)
+        never = np.zeros_like(ends)
+        if spec.time_limit == "end":
+            return cls(obs, rewards, done, masks, terminated=ends, truncated=never)
+        return cls(obs, rewards, done, masks, terminated=never, truncated=ends)
 
 
 class World(ABC):

@@ -221,19 +221,21 @@ class GridWorld(World):
         self.clock.start()
         self.eaten[:] = 0
         self._reset_layers()
-        return StepResult(self.observe(), np.zeros((self.n, self.b), np.float32), False, full_masks(self.spec))
+        return StepResult.at_clock(self.spec, self.observe(), np.zeros((self.n, self.b), np.float32), False,
+                                   full_masks(self.spec))
 
     def step(self, actions: np.ndarray) -> StepResult:
         """Turns and moves, eating, the game's extra actions, spawning; order of env-reference 1.5."""
         act = check_actions(actions, self.spec).T  # [B, N]
-        truncated = self.clock.tick()
+        done = self.clock.tick()
         rank = np.argsort(self.rng.random((self.b, self.n)), axis=1)  # a uniform random ranking per copy
         self._move(act, rank)
         rewards = self._eat()
         self._special_actions(act, np.argsort(rank, axis=1))
         self._grow()
         self.eaten += rewards
-        return StepResult(self.observe(), rewards.T.astype(np.float32), truncated, full_masks(self.spec))
+        return StepResult.at_clock(self.spec, self.observe(), rewards.T.astype(np.float32), done,
+                                   full_masks(self.spec))
 
     def render_text(self, b: int = 0) -> str:
         """ASCII picture of copy b: legend chars, `.` empty apple cell, agents as ids, then headings."""

@@ -54,42 +54,38 @@ class NavigationWorld(RngOnlyState, World):
         self.cells = self.rng.integers(0, SIZE, size=(n, b, 2))
         self._collision_sum = self._distance_sum = 0.0
         self.clock.start()
-        return self._result(np.zeros((n, b), dtype=np.float32), truncated=False)
+        return self._result(np.zeros((n, b), dtype=np.float32), done=False)
 
     def place(self, cells: np.ndarray, targets: np.ndarray) -> StepResult:
         """Scripting/test helper: overwrite agent cells and targets ([N, B, 2] (x, y)); returns obs, masks."""
         shape = (self.spec.n_agents, self.spec.batch, 2)
         self.cells = np.broadcast_to(np.asarray(cells, dtype=np.int64), shape).copy()
         self.targets = np.broadcast_to(np.asarray(targets, dtype=np.int64), shape).copy()
-        return self._result(np.zeros(shape[:2], dtype=np.float32), truncated=False)
+        return self._result(np.zeros(shape[:2], dtype=np.float32), done=False)
 
     def step(self, actions: np.ndarray) -> StepResult:
         """Move every agent, clip to the grid, and pay -distance - collision penalty."""
         a = check_actions(actions, self.spec)
-        truncated = self.clock.tick()
+        done = self.clock.tick()
         self.cells = np.clip(self.cells + MOVES[a], 0, SIZE - 1)
         distance = np.abs(self.cells - self.targets).sum(axis=-1)  # Manhattan, [N, B]
         collided = self._collisions()
         rewards = (-distance - COLLISION_PENALTY * collided).astype(np.float32)
         self._collision_sum += float(collided.sum())
         self._distance_sum += float(distance.sum())
-        return self._result(rewards, truncated)
+        return self._result(rewards, done)
 
     def _collisions(self) -> np.ndarray:
         """[N, B] bool: agent i shares its cell with at least one other agent."""
         same = (self.cells[:, None] == self.cells[None, :]).all(axis=-1)  # [N, N, B]
         return same.sum(axis=1) > 1  # every agent matches itself once
 
-    def _result(self, rewards: np.ndarray, truncated: bool) -> StepResult:
+    def _result(self, rewards: np.ndarray, done: bool) -> StepResult:
         n, b = self.spec.n_agents, self.spec.batch
         everyone = self.cells.transpose(1, 0, 2).reshape(b, 2 * n)  # [B, 2N]: x_0, y_0, x_1, y_1, ...
         obs = np.concatenate([np.broadcast_to(everyone, (n, b, 2 * n)), self.targets], axis=-1)
-        return StepResult(
-            obs=(obs / (SIZE - 1)).astype(np.float32),
-            rewards=rewards,
-            truncated=truncated,
-            masks=full_masks(self.spec),
-        )
+        return StepResult.at_clock(self.spec, (obs / (SIZE - 1)).astype(np.float32), rewards, done,
+                                   full_masks(self.spec))
 
     def render_rgb(self, b: int = 0) -> np.ndarray:
         """The 5x5 grid: targets in their agent's colour at half brightness, agents in full colour."""

@@ -63,25 +63,25 @@ class PredationWorld(RngOnlyState, World):
         self.cooperated = np.zeros((n, b), dtype=bool)
         self.categories.fill(-1)
         self.clock.start()
-        return self._result(np.zeros((n, b), dtype=np.float32), truncated=False)
+        return self._result(np.zeros((n, b), dtype=np.float32), done=False)
 
     def place(self, positions: np.ndarray, prey: np.ndarray) -> StepResult:
         """Scripting/test helper: overwrite x_i [N, B] and x_tar [B] mid-episode; returns obs and masks."""
         n, b = self.spec.n_agents, self.spec.batch
         self.positions = np.broadcast_to(np.asarray(positions, dtype=np.float64), (n, b)).copy()
         self.prey = np.broadcast_to(np.asarray(prey, dtype=np.float64), (b,)).copy()
-        return self._result(np.zeros((n, b), dtype=np.float32), truncated=False)
+        return self._result(np.zeros((n, b), dtype=np.float32), done=False)
 
     def step(self, actions: np.ndarray) -> StepResult:
         """Move every predator by -1/+1, clip to [0, 30] and pay the dilemma rewards."""
         a = check_actions(actions, self.spec)
-        truncated = self.clock.tick()
+        done = self.clock.tick()
         toward = np.where(self.positions <= self.prey, 1, 0)  # the action that approaches x_tar
         self.cooperated = a == toward
         rewards = self._dilemma_rewards(self.cooperated)
         self.positions = np.clip(self.positions + MOVES[a], 0.0, LENGTH)
         self.categories[self.clock.t - 1] = self._category(self.cooperated)
-        return self._result(rewards, truncated)
+        return self._result(rewards, done)
 
     def _dilemma_rewards(self, coop: np.ndarray) -> np.ndarray:
         """Per-agent rewards [N, B] of one step from the cooperation flags [N, B]."""
@@ -97,11 +97,11 @@ class PredationWorld(RngOnlyState, World):
         """Joint-action category [B] of one step."""
         return np.where(coop.all(axis=0), ALL_COOPERATE, np.where(coop.any(axis=0), MIXED, ALL_DEFECT))
 
-    def _result(self, rewards: np.ndarray, truncated: bool) -> StepResult:
+    def _result(self, rewards: np.ndarray, done: bool) -> StepResult:
         n = self.spec.n_agents
         state = ((self.positions - self.prey) / LENGTH).astype(np.float32)  # s^t, shape [N, B]
         obs = np.broadcast_to(state.T, (n, *state.T.shape)).copy()  # same [B, N] vector for every agent
-        return StepResult(obs=obs, rewards=rewards, truncated=truncated, masks=self._masks())
+        return StepResult.at_clock(self.spec, obs, rewards, done, self._masks())
 
     def _masks(self) -> list[np.ndarray]:
         """masks[i][b, m]: |x_i - x_j| / 30 <= 0.1 for j = candidates[i][m], at the current positions

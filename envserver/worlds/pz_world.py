@@ -1,9 +1,11 @@
 """Any PettingZoo ParallelEnv as a World: B env instances, one per copy, stepped in lockstep.
 
 Env names: "module:factory" or "module:factory?key=value&key=value". `factory(**kwargs)` is called once
-per copy; values are read as int, float, true/false, else kept as strings. One key is ours and is not
-passed on: `horizon`, the episode length T. Without it, T is the env's `max_cycles` (the factory
-kwarg if given, else the unwrapped env's attribute); an env with neither needs `horizon=`. Examples:
+per copy; values are read as int, float, true/false, else kept as strings. Two keys are ours and are
+not passed on: `horizon`, the episode length T (without it, T is the env's `max_cycles`: the factory
+kwarg if given, else the unwrapped env's attribute; an env with neither needs `horizon=`), and
+`time_limit`, what T is: `truncate` (the default, as PettingZoo's own max_cycles is a truncation: the
+critic bootstraps at T) or `end` (T is the end of the task: no bootstrap). Examples:
     mpe2.simple_spread_v3:parallel_env?N=3&max_cycles=25
     envserver.pettingzoo:parallel_env?name=predation&n_agents=2
 
@@ -15,8 +17,9 @@ graph, static.
 Episodes: each reset draws one seed per copy from the world's RNG (`self.seeds`) and calls
 env.reset(seed=...), so the same world seed gives the same episodes. The batch stays dense [T, B]:
 a copy whose episode ends before T (its `agents` list empties), or an agent that leaves it early,
-keeps its last observation and gets zero rewards until T. Terminations are not passed on (the World
-contract knows only the time limit at T): after one, the agent sits in a zero-reward absorbing state.
+keeps its last observation and gets zero rewards until T. The env's own terminations and truncations
+are passed on per agent and copy (the learners bootstrap only after a truncation, and mask out the
+padded steps after either).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from envserver.worlds._common import EpisodeClock, RngOnlyState, check_actions
 from envserver.worlds.base import StepResult, World, WorldSpec, complete_graph, full_masks
 
 HORIZON_KEY = "horizon"
+TIME_LIMIT_KEY = "time_limit"
 
 
 def parse_value(text: str) -> Any:
@@ -59,6 +63,7 @@ class PettingZooWorld(RngOnlyState, World):
     def __init__(self, name: str, n_agents: int, batch: int, seed: int) -> None:
         module, factory, kwargs = parse_env_name(name)
         horizon = kwargs.pop(HORIZON_KEY, None)
+        time_limit = kwargs.pop(TIME_LIMIT_KEY, "truncate")
         make = getattr(importlib.import_module(module), factory)
         self.envs = [make(**kwargs) for _ in range(batch)]
         env = self.envs[0]
@@ -82,6 +87,7 @@ class PettingZooWorld(RngOnlyState, World):
             default_action=0,
             candidates=complete_graph(n_agents),
             dynamic_neighbors=False,
+            time_limit=time_limit,
         )
         self.rng = np.random.default_rng(seed)
         self.clock = EpisodeClock(horizon)
@@ -96,24 +102,33 @@ class PettingZooWorld(RngOnlyState, World):
             self._store(b, obs)
         self.clock.start()
         rewards = np.zeros((self.spec.n_agents, self.spec.batch), dtype=np.float32)
-        return StepResult(self.obs.copy(), rewards, False, full_masks(self.spec))
+        return StepResult.at_clock(self.spec, self.obs.copy(), rewards, False, full_masks(self.spec))
 
     def step(self, actions: np.ndarray) -> StepResult:
-        """Step every copy that is still running; finished copies and agents get 0 and keep their obs."""
+        """Step every copy that is still running; finished copies and agents get 0 and keep their obs.
+        Each live agent's end is the env's (terminated or truncated), or at T the world's time limit."""
         a = check_actions(actions, self.spec)
-        truncated = self.clock.tick()
-        rewards = np.zeros((self.spec.n_agents, self.spec.batch), dtype=np.float32)
+        done = self.clock.tick()
+        shape = (self.spec.n_agents, self.spec.batch)
+        rewards = np.zeros(shape, dtype=np.float32)
+        terminated, truncated = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
         for b, env in enumerate(self.envs):
             if not env.agents:
                 continue  # this copy's episode already ended
             live = set(env.agents)
             joint = {agent: int(a[i, b]) + self.action_start
                      for i, agent in enumerate(self.agents) if agent in live}
-            obs, rew, _, _, _ = env.step(joint)
+            obs, rew, term, trunc, _ = env.step(joint)
             self._store(b, obs)
             for i, agent in enumerate(self.agents):
+                if agent not in live:
+                    continue  # a padded step: it ended earlier
                 rewards[i, b] = rew.get(agent, 0.0)
-        return StepResult(self.obs.copy(), rewards, truncated, full_masks(self.spec))
+                terminated[i, b] = bool(term.get(agent, False))
+                truncated[i, b] = bool(trunc.get(agent, False)) and not terminated[i, b]
+                if done and not (terminated[i, b] or truncated[i, b]):
+                    (terminated if self.spec.time_limit == "end" else truncated)[i, b] = True
+        return StepResult(self.obs.copy(), rewards, done, full_masks(self.spec), terminated, truncated)
 
     def _store(self, b: int, obs: dict[str, Any]) -> None:
         """Keep copy b's new observations; agents without one keep their last."""

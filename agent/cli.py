@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from protocol.cliopts import process_options, run_process
+from protocol.cliopts import TENSORBOARD_OPTION, process_options, run_process
 from protocol.config import AUDIT_MODES
 
 def parse_ids(text: str | None, me: int) -> tuple[int, ...] | None:
@@ -31,8 +31,9 @@ def parse_ids(text: str | None, me: int) -> tuple[int, ...] | None:
 @process_options("this agent's PUB socket", "neighbours", "agents/<id>/{train.csv,checkpoint.pt,audit.log}")
 @click.option("--audit", type=click.Choice(AUDIT_MODES), default="frames", show_default=True,
               help="Audit log keeps every outbound frame, or only their hashes (long runs).")
+@TENSORBOARD_OPTION
 def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, advertise: str | None, out: str,
-         run_id: str, keys_dir: Path | None, audit: str, verbose: bool) -> None:
+         run_id: str, keys_dir: Path | None, audit: str, tensorboard: bool, verbose: bool) -> None:
     """Run ONE agent: its own policy, suggestion nets, critic, rewards and RNG, in this process.
 
     It registers with the coordinator, gets the run config and its neighbours' endpoints, then trains:
@@ -43,5 +44,6 @@ def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, adve
     from agent.process import AgentOptions, run_agent
 
     opts = AgentOptions(agent_id=agent_id, neighbors=parse_ids(neighbors, agent_id), coordinator=coordinator,
-                        bind=bind, advertise=advertise, out=Path(out), run_id=run_id, audit=audit, keys=keys_dir)
+                        bind=bind, advertise=advertise, out=Path(out), run_id=run_id, audit=audit, keys=keys_dir,
+                        tensorboard=tensorboard)
     run_process(f"ss-agent {agent_id}", verbose, lambda: run_agent(opts))

@@ -53,6 +53,7 @@ class AgentOptions:
     audit: str = "frames"
     advertise: str | None = None  # endpoint given to neighbours, if not the bound one
     keys: Path | None = None  # the run's CurveZMQ key directory (None: plain TCP)
+    tensorboard: bool = False  # also write its private scalars as TensorBoard events
     register_deadline_s: float = 600.0
 
 
@@ -120,7 +121,7 @@ class AgentProcess:
         has moved on without us, we rejoin at the batch it names; the updates missed get rows of nan."""
         config, spec = directory.config, directory.spec
         rows = spec.horizon * spec.batch
-        train_log = open_train_log(self.run_dir.train(self.me), config.kept_episodes(start))
+        train_log = open_train_log(self.run_dir, self.me, config.kept_episodes(start), self.opts.tensorboard)
         update = start
         try:
             while update < config.updates:

@@ -19,9 +19,10 @@ TRAIN_COLUMNS = (
 CENTRAL_COLUMNS = ("update", "episode", "value_loss")
 
 
-def open_train_log(path: Path, keep_until_episode: int | None) -> CsvLog:
-    """The agent's private training log."""
-    return CsvLog(path, TRAIN_COLUMNS, keep_until_episode)
+def open_train_log(run_dir: RunDir, agent_id: int, keep_until_episode: int | None, tensorboard: bool = False) -> CsvLog:
+    """Agent i's private training log, agents/<id>/train.csv (with `tensorboard`, also its own event files)."""
+    return CsvLog(run_dir.train(agent_id), TRAIN_COLUMNS, keep_until_episode,
+                  run_dir.agent_tensorboard(agent_id) if tensorboard else None)
 
 
 def missed_row(update: int, episode: int) -> dict[str, object]:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from protocol.cliopts import KEYS_OPTION, check_endpoint
+from protocol.cliopts import KEYS_OPTION, TENSORBOARD_OPTION, check_endpoint
 from protocol.config import ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
 from protocol.rundir import RunDir
 
@@ -97,7 +97,9 @@ def check_resumable(config: RunConfig, out: Path) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in logs).")
 @click.option("--render", "render_to", type=click.Path(dir_okay=False), default=None,
               help="After training, play one episode with the trained policies and write it as a GIF.")
-def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, render_to: str | None) -> None:
+@TENSORBOARD_OPTION
+def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, render_to: str | None,
+             tensorboard: bool) -> None:
     """Train all agents and the world in ONE process with an in-memory exchange.
 
     The reference implementation of the algorithm: `ss-cluster` with the same options and seed must
@@ -107,7 +109,7 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
 
     if not no_resume:
         check_resumable(config, out)
-    sim = Simulation(config, out)
+    sim = Simulation(config, out, tensorboard=tensorboard)
     if not no_resume and (done := sim.resume()):
         click.echo(f"resuming {out} from update {done} of {config.updates}", err=True)
     sim.run(progress=not no_progress)
@@ -126,8 +128,9 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in logs).")
 @click.option("--max-restarts", type=click.IntRange(min=0), default=3, show_default=True,
               help="How often each process that dies (kill -9, a crash) is restarted before the run stops.")
+@TENSORBOARD_OPTION
 def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_progress: bool,
-                 max_restarts: int) -> None:
+                 max_restarts: int, tensorboard: bool) -> None:
     """Run a local cluster: the coordinator, the env server and one OS process per agent.
 
     Same options and same run directory as `ss-sim` (plus processes.json and logs/<process>.log);
@@ -141,7 +144,7 @@ def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_
     if not no_resume:
         check_resumable(config, out)
     code = run_cluster(config, out, progress=not no_progress, resume=not no_resume, curve=curve,
-                       max_restarts=max_restarts)
+                       max_restarts=max_restarts, tensorboard=tensorboard)
     if code == 0:
         click.echo(f"done: {config.updates} updates ({config.updates * config.batch} episodes) -> {out}", err=True)
     sys.exit(code)

@@ -82,8 +82,9 @@ class Cluster:
     """Builds the command lines, starts the children, watches them, and stops them all."""
 
     def __init__(self, config: RunConfig, out: Path, run_id: str | None = None, resume: bool = True,
-                 curve: bool = False, max_restarts: int = 3):
+                 curve: bool = False, max_restarts: int = 3, tensorboard: bool = False):
         self.config = config
+        self.tensorboard = tensorboard
         self.max_restarts = max_restarts
         self.resume = resume
         self.curve = curve
@@ -99,18 +100,19 @@ class Cluster:
         # every worker binds a pinned port, so a restarted one comes back where its peers dial it
         common = [*run, "--coordinator", self.coordinator]
         pinned = lambda: ["--bind", f"tcp://127.0.0.1:{free_port()}"]  # noqa: E731
+        board = ["--tensorboard"] if self.tensorboard else []
         children = [
             Child("coordinator", None, [py, "-m", "coordinator", "--config", str(rd.config),
                                         "--bind", self.coordinator, *run,
                                         *([] if self.resume else ["--no-resume"])], logs / "coordinator.log"),
-            Child("envserver", None, [py, "-m", "envserver", *pinned(), *common], logs / "envserver.log"),
+            Child("envserver", None, [py, "-m", "envserver", *pinned(), *board, *common], logs / "envserver.log"),
         ]
         if self.config.algo == "cl":
             children.append(Child("learner", None, [py, "-m", "agent.central", *pinned(), *common],
                                   logs / "learner.log"))
         for i in range(self.config.agents):
             children.append(Child("agent", i, [py, "-m", "agent", "--id", str(i), *pinned(), "--audit",
-                                               self.config.audit, *common], logs / f"agent-{i}.log"))
+                                               self.config.audit, *board, *common], logs / f"agent-{i}.log"))
         return children
 
     def make_keys(self) -> Path:
@@ -222,10 +224,10 @@ class Cluster:
 
 
 def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: bool = True,
-                curve: bool = False, max_restarts: int = 3) -> int:
+                curve: bool = False, max_restarts: int = 3, tensorboard: bool = False) -> int:
     """Start, supervise and stop a local cluster (continuing from its checkpoints unless `resume` is False;
     with `curve`, CurveZMQ on every socket); returns the exit code for `ss-cluster`."""
-    cluster = Cluster(config, out, resume=resume, curve=curve, max_restarts=max_restarts)
+    cluster = Cluster(config, out, resume=resume, curve=curve, max_restarts=max_restarts, tensorboard=tensorboard)
     cluster.start()
     try:
         failed = cluster.wait(progress)

@@ -29,9 +29,10 @@ from protocol.rundir import RunDir
 class Simulation:
     """One in-process run: the world, one Learner per agent (and CL's central critic), and the run directory."""
 
-    def __init__(self, config: RunConfig, out: Path):
+    def __init__(self, config: RunConfig, out: Path, tensorboard: bool = False):
         self.config = config
         self.run_dir = RunDir(out)
+        self.tensorboard = tensorboard  # also write metrics and every agent's train log as TensorBoard events
         self.world: World = make_world(config.env, config.agents, config.batch, config.seed)
         self.spec = self.world.spec
         self.neighbors = resolve_neighbors(config, self.spec)
@@ -71,8 +72,8 @@ class Simulation:
             for path in (*map(rd.checkpoint, range(config.agents)), rd.central_checkpoint, rd.world_checkpoint):
                 discard(path)
         keep = config.kept_episodes(self.start_update)
-        metrics = CsvLog(rd.metrics, metric_columns(self.world), keep)
-        train_logs = [open_train_log(rd.train(i), keep) for i in range(config.agents)]
+        metrics = CsvLog(rd.metrics, metric_columns(self.world), keep, rd.tensorboard if self.tensorboard else None)
+        train_logs = [open_train_log(rd, i, keep, self.tensorboard) for i in range(config.agents)]
         if self.central is not None:
             train_logs.append(open_central_log(rd, keep))
         bar = RunProgress(config, self.start_update, enabled=progress)

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from protocol.cliopts import process_options, run_process
+from protocol.cliopts import TENSORBOARD_OPTION, process_options, run_process
 
 @click.command(epilog="Example: ss-envserver --coordinator tcp://127.0.0.1:5550 --out runs/nav")
 @process_options("the env server's ROUTER", "agents", "metrics.csv (public per-batch metrics)")
+@TENSORBOARD_OPTION
 def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: str, keys_dir: Path | None,
-         verbose: bool) -> None:
+         tensorboard: bool, verbose: bool) -> None:
     """Step the world for a cluster: each agent gets only its own observation, reward and neighbour mask.
 
     Gets the run config and the agent list from the coordinator, then plays every episode batch in
@@ -22,4 +23,4 @@ def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: s
     from protocol.rundir import RunDir
 
     run_process("ss-envserver", verbose, lambda: serve(coordinator, bind, run_id, RunDir(out), advertise=advertise,
-                                                       keys_dir=keys_dir))
+                                                       keys_dir=keys_dir, tensorboard=tensorboard))

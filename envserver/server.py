@@ -9,6 +9,7 @@ nowhere else.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -33,8 +34,9 @@ log = logging.getLogger("ss-envserver")
 class EnvServer(AgentFacing):
     """The world, a bound ROUTER, and the routing table learnt from validated agent messages."""
 
-    def __init__(self, served: Served):
+    def __init__(self, served: Served, tensorboard: bool = False):
         super().__init__(served)
+        self.tensorboard = tensorboard
         directory = served.directory
         self.neighbors = resolve_neighbors(directory.config, directory.spec)
         self.world = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed)
@@ -158,7 +160,8 @@ class EnvServer(AgentFacing):
         A restarted env server restores its newest world state and plays on from the batch the agents are at."""
         cfg, path = self.config, self.run_dir.world_checkpoint
         restore(lambda state: self.world.set_state(state["world"]), self.saved, start.checkpoint, path)
-        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world), cfg.kept_episodes(start.update))
+        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world), cfg.kept_episodes(start.update),
+                         self.run_dir.tensorboard if self.tensorboard else None)
         try:
             for update in range(start.update, cfg.updates):
                 row = self.play_batch(update)
@@ -172,7 +175,9 @@ class EnvServer(AgentFacing):
 
 
 def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str | None = None,
-          keys_dir: Path | None = None) -> None:
-    """Register with the coordinator, wait for START, then play the whole run."""
-    run_service("envserver", ENVSERVER_ID, "ss", EnvServer, coordinator=coordinator, bind=bind, run_id=run_id,
+          keys_dir: Path | None = None, tensorboard: bool = False) -> None:
+    """Register with the coordinator, wait for START, then play the whole run (with `tensorboard`, metrics.csv
+    is mirrored to DIR/tensorboard)."""
+    build = functools.partial(EnvServer, tensorboard=tensorboard)
+    run_service("envserver", ENVSERVER_ID, "ss", build, coordinator=coordinator, bind=bind, run_id=run_id,
                 out=out, log=log, advertise=advertise, keys_dir=keys_dir)

@@ -16,6 +16,11 @@ from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
 
+TENSORBOARD_OPTION = click.option(
+    "--tensorboard", is_flag=True,
+    help="Also write TensorBoard event files: public metrics under DIR/tensorboard, each agent's private "
+         "scalars under DIR/agents/<id>/tensorboard (needs ssmarl[tensorboard]).")
+
 KEYS_OPTION = click.option(
     "--keys", "keys_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
     metavar="DIR", help="The run's CurveZMQ key directory (ss-keys DIR --agents N): encrypt every socket and "

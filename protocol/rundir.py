@@ -51,6 +51,16 @@ class RunDir:
     def process_audit(self, role: str) -> Path:
         return self.logs / f"{role}.audit.log"
 
+    @property
+    def tensorboard(self) -> Path:
+        """The world's public metrics as TensorBoard events (`--tensorboard`); `tensorboard --logdir DIR`
+        finds them and every agent's own."""
+        return self.root / "tensorboard"
+
+    def agent_tensorboard(self, agent_id: int) -> Path:
+        """Agent i's private scalars as TensorBoard events, written by agent i only."""
+        return self.agent(agent_id) / "tensorboard"
+
     def make(self, n_agents: int) -> None:
         """Create the directory tree."""
         self.logs.mkdir(parents=True, exist_ok=True)

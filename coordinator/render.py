@@ -1,10 +1,10 @@
 """Play one episode of a trained run with every agent's policy and write it as an animated GIF.
 
 `render_episode(DIR, OUT.gif)` reads DIR/config.toml and DIR/agents/<id>/checkpoint.pt, plays one
-episode in a single copy (batch 1) of the run's world, sampling each agent's action from its pi_ii,
-and writes T + 1 frames (the start, then the state after every step). Each frame carries a time bar
-under the picture that grows at every step, which also keeps consecutive frames distinct (GIF writers
-merge identical consecutive frames).
+episode in a single copy (batch 1) of the run's world, each agent acting with its own pi_ii (sampled,
+or greedy), and writes T + 1 frames (the start, then the state after every step). Each frame carries a
+time bar under the picture that grows at every step, which also keeps consecutive frames distinct (GIF
+writers merge identical consecutive frames).
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from agent.baselines import make_learner
-from agent.ppo import PPOLearner
-from agent.records import load_checkpoints
-from envserver.worlds import World, WorldSpec, make_world
-from protocol.checkpoints import resume_point
+from agent.policy import Policy
+from coordinator.evaluate import load_policies
+from envserver.worlds import World, make_world
 from protocol.config import RunConfig, load_toml
 from protocol.rundir import RunDir
-from protocol.topology import project_mask, resolve_neighbors
 
 BAR = 4  # pixel rows of the time bar
 BAR_COLOUR = (255, 255, 255)
@@ -38,36 +35,13 @@ def with_time_bar(frame: np.ndarray, t: int, horizon: int) -> np.ndarray:
     return np.concatenate([frame, bar], axis=0)
 
 
-def load_learners(run_dir: RunDir, config: RunConfig, spec: WorldSpec,
-                  neighbors: dict[int, tuple[int, ...]]) -> list[PPOLearner]:
-    """Every agent's learner for a world with this spec, restored from the newest checkpoint all agents hold."""
-    saved = [load_checkpoints(run_dir.checkpoint(i)) for i in range(config.agents)]
-    for i, states in enumerate(saved):
-        if not states:
-            raise FileNotFoundError(f"{run_dir.checkpoint(i)}: no checkpoint; train the run first")
-    update = resume_point({f"agent {i}": set(states) for i, states in enumerate(saved)})
-    learners = []
-    for i, states in enumerate(saved):
-        learner = make_learner(i, spec, neighbors[i], config)
-        learner.load_state_dict(states[update]["learner"])
-        learners.append(learner)
-    return learners
-
-
-def play_episode(world: World, learners: list[PPOLearner],
-                 neighbors: dict[int, tuple[int, ...]]) -> list[np.ndarray]:
-    """One episode in copy 0, every agent acting with its policy; returns the T + 1 frames."""
+def play_episode(world: World, policies: list[Policy], greedy: bool = False) -> list[np.ndarray]:
+    """One episode in copy 0, every agent acting with its own policy; returns the T + 1 frames."""
     spec = world.spec
     result = world.reset()
     frames = [with_time_bar(world.render_rgb(0), 0, spec.horizon)]
     for t in range(1, spec.horizon + 1):
-        actions = np.stack([
-            learner.act(result.obs[i], project_mask(spec.candidates[i], result.masks[i], neighbors[i]))
-            for i, learner in enumerate(learners)
-        ])
-        result = world.step(actions)
-        for i, learner in enumerate(learners):
-            learner.record(result.rewards[i], result.terminated[i], result.truncated[i], result.obs[i])
+        result = world.step(np.stack([p.act(result.obs[i], greedy) for i, p in enumerate(policies)]))
         frames.append(with_time_bar(world.render_rgb(0), t, spec.horizon))
     return frames
 
@@ -80,12 +54,11 @@ def write_gif(frames: list[np.ndarray], out: Path, frame_ms: int = 100) -> Path:
     return out
 
 
-def render_episode(run_dir: Path, out: Path, seed: int | None = None) -> Path:
+def render_episode(run_dir: Path, out: Path, seed: int | None = None, greedy: bool = False) -> Path:
     """Play one episode of the trained run in `run_dir` (world seed: `seed`, else the run's) -> GIF `out`."""
     torch.set_num_threads(1)
-    rd = RunDir(run_dir)
-    config = RunConfig.from_dict(load_toml(rd.config))
-    world = make_world(config.env, config.agents, 1, config.seed if seed is None else seed)
-    neighbors = resolve_neighbors(config, world.spec)
-    learners = load_learners(rd, config, world.spec, neighbors)
-    return write_gif(play_episode(world, learners, neighbors), Path(out))
+    config = RunConfig.from_dict(load_toml(RunDir(run_dir).config))
+    seed = config.seed if seed is None else seed
+    world = make_world(config.env, config.agents, 1, seed)
+    _, policies = load_policies(RunDir(run_dir), config, world.spec, seed)
+    return write_gif(play_episode(world, policies, greedy), Path(out))

@@ -23,7 +23,8 @@ def parse_ids(text: str | None, me: int) -> tuple[int, ...] | None:
     return ids
 
 
-@click.command(epilog="Example: ss-agent --id 3 --neighbors 2,4   (against a coordinator on localhost)")
+@click.command(epilog="Example: ss-agent --id 1 --neighbors 0,2 --out runs/nav   (with `ss-coordinator --env "
+                       "navigation --out runs/nav`, `ss-envserver --out runs/nav` and agents 0 and 2 running)")
 @click.option("--id", "agent_id", type=click.IntRange(min=0), required=True, help="This agent's id (0..N-1).")
 @click.option("--neighbors", default=None, metavar="IDS",
               help="Comma-separated ids this agent exchanges with, e.g. 2,4. Omit to use the topology the "

@@ -13,8 +13,18 @@ from typing import Any, Callable
 import click
 
 from protocol.cliopts import KEYS_OPTION, TENSORBOARD_OPTION, check_endpoint
-from protocol.config import ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
+from protocol.config import ALGORITHM_SUMMARIES, ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
 from protocol.rundir import RunDir
+
+
+def catalogue(example: str) -> str:
+    """The --help epilog of ss-sim and ss-cluster: one working example, then every world and algorithm."""
+    from envserver.worlds import SUMMARIES
+
+    worlds = "\n".join(f"  {name:<11} {text}" for name, text in SUMMARIES.items())
+    algos = "\n".join(f"  {name:<11} {text}" for name, text in ALGORITHM_SUMMARIES.items())
+    return (f"\b\nExample:\n  {example}\n\n\b\nWorlds (--env), or any PettingZoo ParallelEnv as "
+            f"module:factory?key=value:\n{worlds}\n\n\b\nAlgorithms (--algo):\n{algos}")
 
 
 RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "preset", "partners", "comm_every")
@@ -91,7 +101,7 @@ def check_resumable(config: RunConfig, out: Path) -> None:
         )
 
 
-@click.command(epilog="Example: ss-sim --env predation --agents 2 --episodes 48000 --batch 16 --out runs/p2")
+@click.command(epilog=catalogue("ss-sim --env predation --agents 2 --episodes 48000 --out runs/p2"))
 @run_options
 @click.option("--no-resume", is_flag=True, help="Start over even if --out holds checkpoints.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in logs).")
@@ -120,7 +130,7 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
         click.echo(f"episode GIF -> {render_episode(out, Path(render_to))}", err=True)
 
 
-@click.command(epilog="Example: ss-cluster --env predation --agents 8 --episodes 200 --out runs/demo")
+@click.command(epilog=catalogue("ss-cluster --env navigation --episodes 800 --out runs/nav"))
 @run_options
 @click.option("--no-resume", is_flag=True, help="Start over even if --out holds checkpoints.")
 @click.option("--curve", is_flag=True,

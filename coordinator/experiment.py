@@ -256,8 +256,8 @@ def _run_parallel(grid: Grid, todo: list[Cell], jobs: int, done: dict[str, str],
             raise
 
 
-@click.command(name="ss-experiment", epilog="Example: ss-experiment grid.toml   (see the module docstring "
-                                              "of coordinator/experiment.py for the file format)")
+@click.command(name="ss-experiment", epilog="Example: ss-experiment --jobs 2 deploy/paper_comparison.toml   "
+                                              "(the file format: coordinator/experiment.py's docstring)")
 @click.argument("grid_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in logs).")
 @click.option("--dry-run", is_flag=True, help="List the cells and their state; run nothing.")

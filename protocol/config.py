@@ -19,6 +19,15 @@ import tomli_w
 # sharing, vps value-function parameter sharing, ps policy parameter sharing, imr intrinsic moral rewards,
 # cl a central critic on the sum of rewards in its own process (agent/central.py)
 ALGORITHMS = ("ss", "ippo", "vs", "vps", "ps", "imr", "cl")
+ALGORITHM_SUMMARIES = {  # one phrase each, for --help
+    "ss": "Suggestion Sharing: neighbours exchange action distributions and suggestions only",
+    "ippo": "independent PPO: shares nothing",
+    "vs": "value sharing: neighbours exchange their advantages",
+    "vps": "critic-parameter consensus with the neighbours",
+    "ps": "policy-parameter consensus with the neighbours",
+    "imr": "intrinsic moral reward: shares nothing, shapes its own reward",
+    "cl": "a central critic on the sum of rewards, in its own process: every agent sends it its rewards",
+}
 NO_PARTNER_PROTOCOL = ("vs", "vps", "ps")  # consensus/averaging over all neighbours: --partners is SS's
 AUDIT_MODES = ("frames", "hashes")
 PRESETS = ("default", "paper")

@@ -14,6 +14,14 @@ REGISTRY: dict[str, str] = {
     "harvest": "envserver.worlds.harvest:HarvestWorld",
 }
 
+# name -> one phrase for --help
+SUMMARIES: dict[str, str] = {
+    "predation": "Cooperative Predation: chase the prey together or free-ride (8 agents)",
+    "navigation": "Cooperative Navigation: reach your target on a 5x5 grid, no collisions (3 agents)",
+    "cleanup": "Cleanup: apples grow only while someone cleans the river (4 agents, images)",
+    "harvest": "Harvest: apples regrow only near uneaten ones, a commons to keep (4 agents, images)",
+}
+
 
 def make_world(name: str, n_agents: int, batch: int, seed: int) -> World:
     """Build B seeded parallel copies of the named world for n_agents agents.

@@ -12,11 +12,12 @@ from protocol.config import RunConfig
 class RunProgress:
     """A tqdm bar over updates (episode batches) showing the latest metrics.csv row."""
 
-    def __init__(self, config: RunConfig, done: int = 0, enabled: bool = True):
+    def __init__(self, config: RunConfig, done: int = 0, enabled: bool = True, position: int = 0,
+                 label: str | None = None):
         self.bar = tqdm(
             total=config.updates, initial=done, unit="update", disable=not enabled,
-            desc=f"{config.algo} {config.env} N={config.agents}", file=sys.stderr,
-            dynamic_ncols=True, mininterval=0.5,
+            desc=label or f"{config.algo} {config.env} N={config.agents}", file=sys.stderr,
+            dynamic_ncols=True, mininterval=0.5, position=position,
         )
 
     def advance(self, row: dict[str, object], steps: int = 1) -> None:

@@ -1,11 +1,13 @@
-"""Learner cost of SS against IPPO: seconds per training update on predation (8 agents, batch 16).
+"""Learner cost of SS against IPPO: seconds per training update on predation (8 agents, batch 16) and,
+at the paper's net sizes ((1024, 256), 4 agents), on Cleanup and Harvest.
 
-    python bench/learner_bench.py [--updates 20] [--quick]
+    python bench/learner_bench.py [--updates 20] [--grid-updates 3] [--quick]
 
-Both runs are `ss-sim` Simulations built from the same resolved config except `algo`, measured in one
-process and interleaved update by update (the order alternates) so machine drift hits both alike.
-An update = rollout of one episode batch (all agents act for T steps) + training (K exchange rounds,
-each followed by one Adam pass of every learner); "train" is the training part alone.
+Per world, both runs are `ss-sim` Simulations built from the same resolved config except `algo`,
+measured in one process and interleaved update by update (the order alternates) so machine drift hits
+both alike. An update = rollout of one episode batch (all agents act for T steps) + training (K
+exchange rounds, each followed by one Adam pass of every learner); "train" is the training part alone.
+Predation's lines are unprefixed; the gridworlds' are prefixed with their name.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from _timing import explain, median, predation, result, time_update
+from _timing import explain, median, result, time_update
 from coordinator.sim import Simulation
+from protocol.config import resolve
 
 
 def measure(sims: dict[str, Simulation], updates: int) -> dict[str, tuple[list[float], list[float]]]:
@@ -33,31 +36,41 @@ def measure(sims: dict[str, Simulation], updates: int) -> dict[str, tuple[list[f
     return times
 
 
+def bench_world(env: str, agents: int, batch: int, updates: int, prefix: str) -> None:
+    """Median seconds per update of ss and ippo on `env` (its shipped defaults), and their ratios."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sims = {algo: Simulation(resolve(None, {"env": env, "agents": agents, "batch": batch,
+                                                "episodes": (updates + 1) * batch, "algo": algo}), Path(tmp) / algo)
+                for algo in ("ss", "ippo")}
+        times = measure(sims, updates)
+    config = sims["ss"].config
+    explain(f"{env}, {agents} agents, batch {batch}, K={config.iterations}, hidden {config.hidden}; "
+            f"median of {updates} updates after 1 warm-up, ss and ippo interleaved")
+    for algo in sims:
+        result(f"{prefix}{algo}_update_s", median(times[algo][0]), "s", f"{algo}: seconds per update (rollout + train)")
+        result(f"{prefix}{algo}_train_s", median(times[algo][1]), "s", f"{algo}: seconds of training per update")
+    result(f"{prefix}update_ratio_ss_over_ippo", median(times["ss"][0]) / median(times["ippo"][0]), "x",
+           "ss / ippo, rollout + train")
+    result(f"{prefix}train_ratio_ss_over_ippo", median(times["ss"][1]) / median(times["ippo"][1]), "x",
+           "ss / ippo, training only")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, default=8)
+    parser.add_argument("--agents", type=int, default=8, help="predation's agents")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--updates", type=int, default=20, help="timed updates per algorithm")
+    parser.add_argument("--updates", type=int, default=20, help="timed predation updates per algorithm")
+    parser.add_argument("--grid-updates", type=int, default=3, help="timed cleanup/harvest updates per algorithm")
     parser.add_argument("--quick", action="store_true", help="tiny settings for the smoke test")
     args = parser.parse_args()
+    grid_agents = 4
     if args.quick:
-        args.agents, args.batch, args.updates = 2, 2, 2
+        args.agents, args.batch, args.updates, args.grid_updates, grid_agents = 2, 2, 2, 1, 2
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        sims = {algo: Simulation(predation(args.agents, args.batch, args.updates + 1, algo=algo), Path(tmp) / algo)
-                for algo in ("ss", "ippo")}
-        times = measure(sims, args.updates)
-    config = sims["ss"].config
-    explain(f"predation, {args.agents} agents, batch {args.batch}, K={config.iterations}, "
-            f"hidden {config.hidden}; median of {args.updates} updates after 1 warm-up, ss and ippo interleaved")
     explain("update = rollout (T steps, every agent acts) + train (K rounds x one Adam pass per agent)")
-    for algo in sims:
-        result(f"{algo}_update_s", median(times[algo][0]), "s", f"{algo}: seconds per update (rollout + train)")
-        result(f"{algo}_train_s", median(times[algo][1]), "s", f"{algo}: seconds of training per update")
-    result("update_ratio_ss_over_ippo", median(times["ss"][0]) / median(times["ippo"][0]), "x",
-           "ss / ippo, rollout + train")
-    result("train_ratio_ss_over_ippo", median(times["ss"][1]) / median(times["ippo"][1]), "x",
-           "ss / ippo, training only")
+    bench_world("predation", args.agents, args.batch, args.updates, "")
+    for env in ("cleanup", "harvest"):
+        bench_world(env, grid_agents, args.batch, args.grid_updates, f"{env}_")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ _spec.loader.exec_module(_timing)
 parse_results = _timing.parse_results
 
 EXPECTED = {
-    "learner_bench.py": {"ss_update_s", "ippo_update_s", "ss_train_s", "ippo_train_s",
-                         "update_ratio_ss_over_ippo", "train_ratio_ss_over_ippo"},
+    "learner_bench.py": {f"{world}{name}" for world in ("", "cleanup_", "harvest_")
+                         for name in ("ss_update_s", "ippo_update_s", "ss_train_s", "ippo_train_s",
+                                      "update_ratio_ss_over_ippo", "train_ratio_ss_over_ippo")},
     "runtime_bench.py": {"sim_update_s", "cluster_update_s", "cluster_over_sim", "cluster_startup_s",
                          "lockstep_step_ms", "raw_round_trip_ms", "lockstep_over_raw", "sim_step_ms",
                          "raw_lockstep_step_ms", "lockstep_over_raw_lockstep", "codec_audit_envserver_ms",

@@ -20,6 +20,7 @@ import numpy as np
 import zmq
 
 from agent.exchange import Outgoing, Received, RoundKinds
+from agent.publisher import Publisher
 from protocol import sockets
 from protocol.audit import Outbox
 from protocol.codec import ProtocolError
@@ -42,6 +43,7 @@ class PeerLink:
         self.me = me
         self.pub = pub
         self.pub_endpoint = pub_endpoint
+        self.publisher = Publisher(pub, me, pub_endpoint, tuple(sorted(peers)), kinds, inbox)
         self.outbox = outbox
         self.inbox = inbox
         self.n_actions = n_actions
@@ -56,9 +58,9 @@ class PeerLink:
             sub.connect(endpoint)
             self.subs[sub] = j
             self.poller.register(sub, zmq.POLLIN)
+        self.poller.register(pub, zmq.POLLIN)  # subscriptions: granted or refused as they come
         self.neighbors = tuple(sorted(peers))
         self.early: dict[int, dict[tuple[int, Kind], Message]] = {}  # round -> (src, kind) -> message
-        self.subscribed: set[bytes] = set()
         self.gaps = 0
         self.silent: set[int] = set()  # neighbours that missed their last round: waited for only briefly
 
@@ -67,33 +69,16 @@ class PeerLink:
         return [topic(k, j) for k in sorted(self.kinds.broadcast)] + \
                [topic(k, j, self.me) for k in sorted(self.kinds.addressed)]
 
-    # ---- start-up: the slow-joiner fix ------------------------------------------------------
-
     def wait_subscribed(self, deadline_s: float) -> None:
-        """Block until every neighbour's SUB has subscribed to our topics (XPUB reports each one)."""
-        # a neighbour's SUB subscribes to all its topics at once: our addressed topics name it, and if
-        # the algorithm has none, the broadcast topics are counted (XPUB_VERBOSE reports each one)
-        wanted = {topic(k, self.me, j) for j in self.neighbors for k in self.kinds.addressed}
-        broadcast = [topic(k, self.me) for k in sorted(self.kinds.broadcast)]
-        needed = 0 if wanted else len(self.neighbors)  # broadcast-only: one subscription per neighbour
-        counts: dict[bytes, int] = {}
-        end = time.monotonic() + deadline_s
-        while not (wanted <= self.subscribed and all(counts.get(t, 0) >= needed for t in broadcast)):
-            left = end - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"not every neighbour of agent {self.me} ({list(self.neighbors)}) "
-                                   f"subscribed at {self.pub_endpoint} within {deadline_s:.0f}s")
-            if self.pub.poll(int(min(left, 0.2) * 1000)):
-                event = self.pub.recv()
-                if event[:1] == b"\x01":
-                    self.subscribed.add(event[1:])
-                    counts[event[1:]] = counts.get(event[1:], 0) + 1
+        """Block until every neighbour subscribed to (and was granted) our topics: the slow-joiner fix."""
+        self.publisher.wait_subscribed(deadline_s)
 
     # ---- one exchange round -----------------------------------------------------------------
 
     def exchange(self, round_id: int, out: Outgoing, expect: dict[int, frozenset[Kind]], rows: int,
                  deadline_s: float) -> Received:
         """Publish our round messages, then gather from each neighbour the kinds `expect` names for it."""
+        self.publisher.serve()  # grant what (re)connected neighbours asked for before we publish
         for kind, body in sorted(out.broadcast.items()):
             self.outbox.send(self.pub, kind, body, dest=f"subscribers:{kind.value.lower()}/{self.me}/",
                              endpoint=self.pub_endpoint, topic=topic(kind, self.me), round=round_id)
@@ -109,8 +94,11 @@ class PeerLink:
             if awaited <= got.keys():  # only silent neighbours missing: a short grace, in case they are back
                 end = min(end, time.monotonic() + SILENT_GRACE_S)
             self.while_waiting()
-            for sub, _ in self.poller.poll(int(min(left, 0.5) * 1000)):
-                self._receive(sub, round_id, got, rows)
+            for sock, _ in self.poller.poll(int(min(left, 0.5) * 1000)):
+                if sock is self.pub:
+                    self.publisher.serve()
+                else:
+                    self._receive(sock, round_id, got, rows)
         received: Received = {}
         for j, kinds in sorted(expect.items()):
             missing = sorted(k.value for k in kinds if (j, k) not in got)

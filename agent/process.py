@@ -23,6 +23,7 @@ from agent.env_link import RETRY_MARGIN_S, Behind, EnvLink
 from agent.learner_link import LearnerLink
 from agent.ppo import PPOLearner
 from agent.peer_link import PeerLink
+from agent.publisher import MAX_SUBSCRIPTION_BYTES, SUBSCRIPTION_HWM
 from agent.records import load_checkpoints, missed_row, open_train_log, save_checkpoint
 from protocol import sockets
 from protocol.audit import Outbox
@@ -68,7 +69,8 @@ class AgentProcess:
         self.ctx = zmq.Context()
         self.keys = KeyRing(opts.keys, self.me) if opts.keys is not None else None
         self.auth = self.keys.authenticator(self.ctx) if self.keys is not None else None  # who may subscribe
-        self.pub = sockets.xpub(self.ctx, curve=server_keys(self.keys))
+        self.pub = sockets.xpub(self.ctx, curve=server_keys(self.keys), manual=True,
+                                max_msg_size=MAX_SUBSCRIPTION_BYTES, rcv_hwm=SUBSCRIPTION_HWM)
         self.pub_endpoint = sockets.bind(self.pub, opts.bind)
         self.audit_log = AuditLog(self.run_dir.audit(self.me), mode=opts.audit)
         self.inbox = Inbox(f"agent {self.me}", log, run=opts.run_id)

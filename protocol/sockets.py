@@ -42,10 +42,16 @@ def dealer(ctx: zmq.Context, *, routing_id: bytes | None = None,
 
 
 def xpub(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int = DEFAULT_HWM,
-         curve: CurveKeys | None = None) -> zmq.Socket:
-    """An XPUB that reports every subscription (XPUB_VERBOSE), even repeated ones."""
+         curve: CurveKeys | None = None, manual: bool = False, rcv_hwm: int | None = None) -> zmq.Socket:
+    """An XPUB that reports every subscription (XPUB_VERBOSE), even repeated ones. With `manual`
+    (XPUB_MANUAL) a subscription takes effect only when the application grants it (agent/publisher.py).
+    Its inbound side carries only subscriptions: `max_msg_size` and `rcv_hwm` bound what a peer can queue."""
     sock = _socket(ctx, zmq.XPUB, max_msg_size, hwm, curve, server=True)
     sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+    if manual:
+        sock.setsockopt(zmq.XPUB_MANUAL, 1)
+    if rcv_hwm is not None:
+        sock.setsockopt(zmq.RCVHWM, rcv_hwm)
     return sock
 
 

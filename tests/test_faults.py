@@ -100,7 +100,7 @@ def test_junk_at_the_env_server_and_coordinator_changes_nothing(tmp_path: Path) 
     """A cluster under fire from a stranger: the run finishes, bit-identical to ss-sim, drops counted."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "run"
-    opts = ["--env", "navigation", "--episodes", "6", "--batch", "2", "--seed", "2"]
+    opts = ["--env", "navigation", "--episodes", "40", "--batch", "2", "--seed", "2"]
     common = ["--coordinator", endpoint, "--out", str(out)]
     ctx = zmq.Context()
     with Processes(tmp_path / "logs") as procs:

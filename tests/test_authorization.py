@@ -1,0 +1,150 @@
+"""Per-neighbour authorization at each agent's publisher (agent/publisher.py), on real sockets: under
+CURVE a subscription is granted only to the key entitled to the topic; any other key, the env server's
+and the coordinator's included, receives nothing. Without keys the topic rule still holds."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from agent.exchange import RoundKinds
+from agent.publisher import Publisher
+from protocol import sockets
+from protocol.inbox import Inbox
+from protocol.keys import KeyRing, client_keys, generate_keypair, run_key_names, server_keys
+from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, Kind
+from protocol.topics import topic
+
+SS = RoundKinds(broadcast=frozenset({Kind.DIST}), addressed=frozenset({Kind.SUGG}))
+
+
+def publisher(sock: zmq.Socket | None = None, neighbours: tuple[int, ...] = (1, 3), kinds: RoundKinds = SS) -> Publisher:
+    return Publisher(sock, 0, "tcp://127.0.0.1:1", neighbours, kinds, Inbox("agent 0", logging.getLogger("t")))
+
+
+@pytest.mark.parametrize("wanted, user, granted", [
+    (b"dist/0/", "agent1", True),
+    (b"dist/0/", "agent3", True),
+    (b"dist/0/", None, True),  # plaintext: no identity, the topic rule only
+    (b"sugg/0/1/", "agent1", True),
+    (b"sugg/0/1/", None, True),
+    (b"dist/0/", "agent2", False),  # not a neighbour
+    (b"dist/0/", "envserver", False),
+    (b"dist/0/", "coordinator", False),
+    (b"sugg/0/1/", "agent3", False),  # a neighbour, but not the addressee
+    (b"sugg/0/2/", "agent2", False),  # we suggest nothing to a non-neighbour
+    (b"sugg/0/2/", None, False),
+    (b"", None, False),  # a prefix: everything
+    (b"dist/", None, False),
+    (b"dist/1/", "agent1", False),  # another agent's topic
+    (b"adv/0/", "agent1", False),  # a kind SS never sends
+    (b"dist/00/", None, False),
+])
+def test_the_grant_rule(wanted: bytes, user: str | None, granted: bool) -> None:
+    assert (publisher().refusal(wanted, user) is None) == granted
+
+
+@pytest.fixture
+def run_keys(tmp_path: Path) -> Path:
+    for name in run_key_names(4, learner=True):
+        generate_keypair(tmp_path, name)
+    return tmp_path
+
+
+def spy(ctx: zmq.Context, keys: Path | None, who: int, endpoint: str, topics: list[bytes]) -> zmq.Socket:
+    """A SUB with `who`'s key (None: plaintext) asking agent 0 for `topics`."""
+    sock = sockets.sub(ctx, curve=client_keys(KeyRing(keys, who), 0) if keys else None)
+    for t in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, t)
+    sock.connect(endpoint)
+    return sock
+
+
+def received(sock: zmq.Socket, within_s: float) -> list[bytes]:
+    """The topics of every message that arrives within `within_s` (absence is what some tests assert)."""
+    got, end = [], time.monotonic() + within_s
+    while (left := end - time.monotonic()) > 0:
+        if sock.poll(int(left * 1000)):
+            got.append(sock.recv_multipart()[0])
+    return got
+
+
+@pytest.mark.parametrize("kinds", [SS, RoundKinds(broadcast=frozenset({Kind.ADV})),
+                                   RoundKinds(broadcast=frozenset({Kind.CRITIC_PARAMS})),
+                                   RoundKinds(broadcast=frozenset({Kind.DIST, Kind.POLICY_PARAMS}))],
+                         ids=["ss", "vs", "vps", "ps"])
+def test_under_curve_only_the_entitled_keys_receive(run_keys: Path, kinds: RoundKinds) -> None:
+    ctx = zmq.Context()
+    ring = KeyRing(run_keys, 0)
+    auth = ring.authenticator(ctx)
+    try:
+        pub = sockets.xpub(ctx, curve=server_keys(ring), manual=True)
+        endpoint = sockets.bind(pub, "tcp://127.0.0.1:0")
+        link = publisher(pub, (1, 3), kinds)
+        everything = [b"", *(topic(k, 0) for k in kinds.broadcast),
+                      *(topic(k, 0, j) for k in kinds.addressed for j in range(4))]
+        spies = {who: spy(ctx, run_keys, who, endpoint, everything)
+                 for who in (1, 2, 3, ENVSERVER_ID, COORDINATOR_ID, CENTRAL_LEARNER_ID)}
+        link.wait_subscribed(30)  # every neighbour granted its topics
+        link.serve(500)  # and every other request answered (refused)
+        for k in sorted(kinds.broadcast):
+            pub.send_multipart([topic(k, 0), b"payload"])
+        for k in sorted(kinds.addressed):
+            for j in (1, 3):
+                pub.send_multipart([topic(k, 0, j), b"payload"])
+        expected = {j: sorted([topic(k, 0) for k in kinds.broadcast] + [topic(k, 0, j) for k in kinds.addressed])
+                    for j in (1, 3)}
+        for who, sock in spies.items():
+            assert sorted(received(sock, 1.0)) == expected.get(who, []), who
+        assert link.refused >= 4  # at least the three strangers' requests and the neighbours' b""
+    finally:
+        auth.stop()
+        ctx.destroy(linger=0)
+
+
+def test_plaintext_refuses_prefixes_and_other_topics() -> None:
+    ctx = zmq.Context()
+    try:
+        pub = sockets.xpub(ctx, manual=True)
+        endpoint = sockets.bind(pub, "tcp://127.0.0.1:0")
+        link = publisher(pub, (1,))
+        everyone = spy(ctx, None, 2, endpoint, [b"", b"dist/", b"sugg/0/"])
+        neighbour = spy(ctx, None, 1, endpoint, [topic(Kind.DIST, 0), topic(Kind.SUGG, 0, 1)])
+        link.wait_subscribed(30)
+        link.serve(500)
+        pub.send_multipart([topic(Kind.DIST, 0), b"x"])
+        pub.send_multipart([topic(Kind.SUGG, 0, 1), b"x"])
+        assert received(everyone, 1.0) == []
+        assert sorted(received(neighbour, 1.0)) == [b"dist/0/", b"sugg/0/1/"]
+        assert link.refused == 3
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_upstream_junk_is_read_and_dropped_and_oversize_disconnects() -> None:
+    """An XSUB may send anything upstream: small junk is read and counted, a frame over the limit costs the
+    sender its connection; the publisher keeps granting."""
+    ctx = zmq.Context()
+    try:
+        pub = sockets.xpub(ctx, manual=True, max_msg_size=1024, rcv_hwm=10)
+        endpoint = sockets.bind(pub, "tcp://127.0.0.1:0")
+        link = publisher(pub, (1,))
+        junk = ctx.socket(zmq.XSUB)
+        junk.connect(endpoint)
+        for _ in range(50):
+            junk.send(b"\x07" + b"j" * 100)
+        junk.send(b"\x07" + b"J" * 10_000)  # over MAXMSGSIZE: disconnected
+        neighbour = spy(ctx, None, 1, endpoint, [topic(Kind.DIST, 0), topic(Kind.SUGG, 0, 1)])
+        link.wait_subscribed(30)
+        deadline = time.monotonic() + 30
+        while link.inbox.dropped["invalid"] < 10 and time.monotonic() < deadline:
+            link.serve(200)
+        assert link.inbox.dropped["invalid"] >= 10
+        pub.send_multipart([topic(Kind.DIST, 0), b"x"])
+        assert received(neighbour, 1.0) == [b"dist/0/"]
+    finally:
+        ctx.destroy(linger=0)

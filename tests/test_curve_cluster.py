@@ -3,6 +3,8 @@ bytes on the wire are encrypted, and the coordinator admits only the run's keys,
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,10 +16,10 @@ from coordinator.server import Coordinator
 from protocol import sockets
 from protocol.audit import Outbox
 from protocol.config import RunConfig
-from protocol.keys import KeyRing, generate_keypair, load_keys
-from protocol.messages import COORDINATOR_ID, Kind
+from protocol.keys import KeyRing, client_keys, generate_keypair, load_keys
+from protocol.messages import COORDINATOR_ID, ENVSERVER_ID, Kind
 from protocol.rundir import RunDir
-from tests.procs import Processes, script
+from tests.procs import Processes, script, wait_until
 from tests.wiretap import WireTap
 
 pytestmark = pytest.mark.timeout(600)
@@ -29,11 +31,38 @@ def make_run_keys(directory: Path, agents: int) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def spy_on_agents(ctx: zmq.Context, keys: Path, procs: Processes) -> dict[tuple[int, int], zmq.Socket]:
+    """For every agent i, a SUB for every run key that is not i's neighbour (line 0-1-2: agent 0 at agent 2
+    and back; the env server; the coordinator) asking i's publisher for everything."""
+    endpoints: dict[int, str] = {}
+    wait_until(lambda: len(endpoints.update(registered(procs.log("coordinator"))) or endpoints) == 3, 300,
+               "every agent to register")
+    spies = {}
+    for i, endpoint in endpoints.items():
+        for who in {ENVSERVER_ID, COORDINATOR_ID, 2 - i} - {1}:  # agent 1 is everyone's neighbour
+            if who == i:
+                continue
+            sock = sockets.sub(ctx, curve=client_keys(KeyRing(keys, who), i))
+            for t in (b"", b"dist/%d/" % i, *(b"sugg/%d/%d/" % (i, j) for j in range(3))):
+                sock.setsockopt(zmq.SUBSCRIBE, t)
+            sock.connect(endpoint)
+            spies[(i, who)] = sock
+    return spies
+
+
+def registered(log: str) -> dict[int, str]:
+    return {int(i): ep for i, ep in re.findall(r"registered agent (\d+) at (tcp://\S+)", log)}
+
+
 def test_a_curve_cluster_matches_sim_and_its_control_channel_is_encrypted(tmp_path: Path) -> None:
+    """Bit-identical to ss-sim, encrypted, and every agent's messages reach only its neighbours: keys of
+    the run that are not entitled (a non-neighbour, the env server, the coordinator) subscribe to
+    everything at every agent and receive nothing."""
     keys, out = tmp_path / "keys", tmp_path / "run"
     make_run_keys(keys, 3)
     opts = ["--env", "navigation", "--episodes", "6", "--batch", "2", "--seed", "4"]
     port = free_port()
+    ctx = zmq.Context()
     with WireTap(port) as tap, Processes(tmp_path / "logs") as procs:
         common = ["--coordinator", tap.endpoint, "--out", str(out), "--keys", str(keys)]
         coord = procs.start("coordinator", script("ss-coordinator"), *opts, "--bind", f"tcp://127.0.0.1:{port}",
@@ -41,8 +70,17 @@ def test_a_curve_cluster_matches_sim_and_its_control_channel_is_encrypted(tmp_pa
         others = [("envserver", procs.start("envserver", script("ss-envserver"), *common))]
         others += [(f"agent-{i}", procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common))
                    for i in range(3)]
-        for name, proc in [("coordinator", coord), *others]:
-            assert proc.wait(timeout=300) == 0, procs.log(name)
+        try:
+            spies = spy_on_agents(ctx, keys, procs)
+            for name, proc in [("coordinator", coord), *others]:
+                assert proc.wait(timeout=300) == 0, procs.log(name)
+            leaked = {key: sock.recv_multipart()[0] for key, sock in spies.items() if sock.poll(0)}
+        finally:
+            ctx.destroy(linger=0)
+    assert not leaked, leaked
+    refused = [json.loads((out / "agents" / str(i) / "received.json").read_text())["dropped"].get("unauthorized", 0)
+               for i in range(3)]
+    assert all(n >= 2 for n in refused), refused  # each agent refused its spies' subscriptions
     sim = subprocess.run([script("ss-sim"), *opts, "--out", str(tmp_path / "sim"), "--no-progress"],
                          capture_output=True, text=True, timeout=300)
     assert sim.returncode == 0, sim.stderr

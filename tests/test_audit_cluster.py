@@ -13,7 +13,7 @@ import pytest
 from protocol.rundir import RunDir
 from tests.procs import Processes, script
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real multi-process clusters
 
 AGENTS = 3
 

@@ -12,6 +12,8 @@ from protocol.auditcompare import compare, run_traffic
 from protocol.auditreport import discover, summarise
 from tests.procs import Processes, script
 
+pytestmark = pytest.mark.slow  # real multi-process clusters
+
 EPISODES, AGENTS = 8, 2
 
 

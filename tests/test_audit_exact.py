@@ -26,7 +26,7 @@ from protocol.topics import sugg_topic
 from tests.procs import Processes, script, wait_until
 from tests.wiretap import WireTap, ZmtpError, ZmtpStream, parse_zmtp
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real multi-process clusters
 
 Messages = list[tuple[bytes, ...]]
 

@@ -64,13 +64,18 @@ def spy(ctx: zmq.Context, keys: Path | None, who: int, endpoint: str, topics: li
     return sock
 
 
-def received(sock: zmq.Socket, within_s: float) -> list[bytes]:
-    """The topics of every message that arrives within `within_s` (absence is what some tests assert)."""
-    got, end = [], time.monotonic() + within_s
+def received(socks: dict, within_s: float) -> dict:
+    """key -> sorted topics of every message each socket gets within `within_s` (absence is what some tests
+    assert, so all sockets are watched over the same window)."""
+    poller = zmq.Poller()
+    for sock in socks.values():
+        poller.register(sock, zmq.POLLIN)
+    got: dict = {key: [] for key in socks}
+    end = time.monotonic() + within_s
     while (left := end - time.monotonic()) > 0:
-        if sock.poll(int(left * 1000)):
-            got.append(sock.recv_multipart()[0])
-    return got
+        for sock, _ in poller.poll(int(left * 1000)):
+            got[next(k for k, s in socks.items() if s is sock)].append(sock.recv_multipart()[0])
+    return {key: sorted(topics) for key, topics in got.items()}
 
 
 @pytest.mark.parametrize("kinds", [SS, RoundKinds(broadcast=frozenset({Kind.ADV})),
@@ -98,8 +103,7 @@ def test_under_curve_only_the_entitled_keys_receive(run_keys: Path, kinds: Round
                 pub.send_multipart([topic(k, 0, j), b"payload"])
         expected = {j: sorted([topic(k, 0) for k in kinds.broadcast] + [topic(k, 0, j) for k in kinds.addressed])
                     for j in (1, 3)}
-        for who, sock in spies.items():
-            assert sorted(received(sock, 1.0)) == expected.get(who, []), who
+        assert received(spies, 1.0) == {who: expected.get(who, []) for who in spies}
         assert link.refused >= 4  # at least the three strangers' requests and the neighbours' b""
     finally:
         auth.stop()
@@ -118,8 +122,8 @@ def test_plaintext_refuses_prefixes_and_other_topics() -> None:
         link.serve(500)
         pub.send_multipart([topic(Kind.DIST, 0), b"x"])
         pub.send_multipart([topic(Kind.SUGG, 0, 1), b"x"])
-        assert received(everyone, 1.0) == []
-        assert sorted(received(neighbour, 1.0)) == [b"dist/0/", b"sugg/0/1/"]
+        assert received({"everyone": everyone, "neighbour": neighbour}, 1.0) == \
+            {"everyone": [], "neighbour": [b"dist/0/", b"sugg/0/1/"]}
         assert link.refused == 3
     finally:
         ctx.destroy(linger=0)
@@ -145,6 +149,6 @@ def test_upstream_junk_is_read_and_dropped_and_oversize_disconnects() -> None:
             link.serve(200)
         assert link.inbox.dropped["invalid"] >= 10
         pub.send_multipart([topic(Kind.DIST, 0), b"x"])
-        assert received(neighbour, 1.0) == [b"dist/0/"]
+        assert received({1: neighbour}, 1.0) == {1: [b"dist/0/"]}
     finally:
         ctx.destroy(linger=0)

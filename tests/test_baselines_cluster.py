@@ -12,7 +12,7 @@ import pytest
 from protocol.audit import AGENT_POLICIES
 from tests.procs import run_sim_and_cluster, script
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real multi-process clusters
 
 AGENTS = 3
 # what each baseline sends on top of IPPO's kinds (the env and control traffic every agent has)

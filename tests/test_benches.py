@@ -35,6 +35,7 @@ EXPECTED = {
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_bench_quick_prints_every_result(script: str) -> None:
     run = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,

@@ -123,6 +123,7 @@ def test_cl_agent_has_no_critic_no_neighbours_and_steps_on_the_team_advantage() 
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 @pytest.mark.parametrize("env", ["predation", "navigation"])
 def test_cl_cluster_matches_sim_and_the_audit_shows_every_reward_going_to_the_learner(tmp_path: Path,
                                                                                        env: str) -> None:

@@ -14,7 +14,7 @@ import torch
 from coordinator.launcher import free_port
 from tests.procs import Processes, alive, run_sim_and_cluster, script, wait_for_updates, wait_until
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # real multi-process clusters
 
 
 def flat_params(run: Path, agent: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import pytest
 from tests.procs import Processes, alive, script
 from tests.test_cluster import flat_params
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # real multi-process clusters
 
 AGENTS = 3
 

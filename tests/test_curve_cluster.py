@@ -22,7 +22,7 @@ from protocol.rundir import RunDir
 from tests.procs import Processes, script, wait_until
 from tests.wiretap import WireTap
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # real multi-process clusters
 
 
 def make_run_keys(directory: Path, agents: int) -> None:

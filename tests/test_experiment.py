@@ -118,6 +118,7 @@ def test_grid_refuses_a_cell_holding_another_config(tmp_path, jobs):
     assert result.returncode == 2 and "different config (rho)" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_parallel_cells_equal_sequential_ones(tmp_path):
     """--jobs 2 runs cells in worker processes; every file it writes matches the sequential run's."""
@@ -137,6 +138,7 @@ def test_parallel_cells_equal_sequential_ones(tmp_path):
             assert (one.out / name).read_bytes() == (two.out / name).read_bytes(), (one.name, name)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_cluster_runner_cell(tmp_path):
     grid_file = write_grid(tmp_path, runner="cluster", algos='["ippo"]', seeds="[0]")

@@ -96,6 +96,7 @@ def test_a_silent_neighbour_costs_a_gap_not_a_deadlock(link_and_rogue) -> None:
     assert link.gaps == 1
 
 
+@pytest.mark.slow
 def test_junk_at_the_env_server_and_coordinator_changes_nothing(tmp_path: Path) -> None:
     """A cluster under fire from a stranger: the run finishes, bit-identical to ss-sim, drops counted."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
@@ -137,6 +138,7 @@ def test_junk_at_the_env_server_and_coordinator_changes_nothing(tmp_path: Path) 
     assert "dropped a message" in procs.log("envserver")
 
 
+@pytest.mark.slow
 def test_a_failing_agent_stops_everyone_promptly(tmp_path: Path) -> None:
     """SIGTERM one agent mid-run: it reports STOP, the coordinator stops everyone, nobody waits out a deadline."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"

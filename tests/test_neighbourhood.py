@@ -48,6 +48,7 @@ def test_learners_exchange_only_with_partners_and_skip_silent_updates(tmp_path: 
     assert learner.expected(0) == {} and learner.outgoing(0) == Outgoing()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_cluster_matches_sim_with_partners_and_comm_every(tmp_path: Path) -> None:
     opts = ["--env", "predation", "--agents", "3", "--episodes", "8", "--batch", "2", "--seed", "4",

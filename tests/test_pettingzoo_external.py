@@ -9,7 +9,7 @@ import pytest
 from tests.procs import run_sim_and_cluster
 
 pytest.importorskip("mpe2", reason="install the 'pettingzoo' extra")
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # real multi-process clusters
 
 
 def test_mpe_simple_spread_trains_identically_in_sim_and_cluster(tmp_path: Path) -> None:

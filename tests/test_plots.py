@@ -129,6 +129,7 @@ def test_approach_share_reads_obs_and_round0_suggestions(tmp_path):
     assert share.tolist() == [0.75, 0.5]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_approach_share_of_a_real_cluster(tmp_path):
     with Processes(tmp_path / "logs") as procs:

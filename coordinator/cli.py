@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import click
 
-from protocol.cliopts import KEYS_OPTION, TENSORBOARD_OPTION, check_endpoint
+from protocol.cliopts import (INSECURE_OPTION, KEYS_OPTION, TENSORBOARD_OPTION, check_endpoint,
+                              refuse_open_plaintext)
 from protocol.config import ALGORITHM_SUMMARIES, ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
 from protocol.rundir import RunDir
 
@@ -169,9 +170,10 @@ def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_
 @click.option("--no-resume", is_flag=True,
               help="Start over: tell every process to ignore (and replace) its checkpoints.")
 @KEYS_OPTION
+@INSECURE_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_resume: bool, keys_dir: Path | None,
-                     verbose: bool) -> None:
+                     insecure: bool, verbose: bool) -> None:
     """Rendezvous, directory and lifecycle for a cluster; never sees a learning payload.
 
     Waits for the env server and all --agents agents to register, sends each its directory (the
@@ -183,6 +185,8 @@ def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_re
     from protocol.cliopts import run_process
     from protocol.keys import KeyRing
     from protocol.messages import COORDINATOR_ID
+
+    refuse_open_plaintext(bind, keys_dir, insecure)
 
     def serve() -> None:
         if not no_resume:

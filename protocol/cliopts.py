@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import re
 import sys
@@ -15,6 +16,22 @@ import zmq
 from protocol.logsetup import Terminated, configure_logging, raise_on_sigterm
 
 DEFAULT_COORDINATOR = "tcp://127.0.0.1:5550"
+
+INSECURE_OPTION = click.option(
+    "--insecure", is_flag=True,
+    help="Allow binding a non-loopback address without --keys (plaintext: anyone who reaches the port can "
+         "read and send). [default: plaintext only on loopback]")
+
+LOOPBACK = re.compile(r"tcp://(127\.\d+\.\d+\.\d+|localhost|\[::1\]):.*|ipc://.*")
+
+
+def refuse_open_plaintext(bind: str, keys_dir: Path | None, insecure: bool) -> None:
+    """Plaintext is for loopback: one line refusing any other --bind unless --keys or --insecure is given."""
+    if keys_dir is None and not insecure and not LOOPBACK.fullmatch(bind):
+        raise click.ClickException(
+            f"refusing to bind {bind} in plaintext: anyone who reaches it could read and inject messages; "
+            "give --keys DIR (make them with ss-keys) or, on a network you trust, --insecure")
+
 
 TENSORBOARD_OPTION = click.option(
     "--tensorboard", is_flag=True,
@@ -33,6 +50,11 @@ def process_options(socket: str, peers: str, writes: str) -> Callable[[Callable[
     who dials it, `writes` what the process writes into --out."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def checked(*, insecure: bool, **options: Any) -> Any:
+            refuse_open_plaintext(options["bind"], options["keys_dir"], insecure)
+            return command(**options)
+
         for option in reversed([
             click.option("--coordinator", default=DEFAULT_COORDINATOR, show_default=True, callback=check_endpoint,
                          help="Coordinator endpoint."),
@@ -45,10 +67,11 @@ def process_options(socket: str, peers: str, writes: str) -> Callable[[Callable[
             click.option("--run-id", default="ssmarl", show_default=True,
                          help="Run id; messages of any other run are dropped. Must match the coordinator's."),
             KEYS_OPTION,
+            INSECURE_OPTION,
             click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
         ]):
-            command = option(command)
-        return command
+            checked = option(checked)
+        return checked
 
     return decorate
 

@@ -6,6 +6,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.procs import script
@@ -26,6 +27,11 @@ CASES = {
     "port in use (coordinator)": (["ss-coordinator", "--bind", "tcp://127.0.0.1:{port}", "--out", "{tmp}/c"],
                                   "pick another --bind"),
     "bind bogus": (["ss-agent", "--id", "0", "--bind", "bogus"], "is not an endpoint"),
+    "plaintext off loopback (agent)": (["ss-agent", "--id", "0", "--bind", "tcp://0.0.0.0:0"],
+                                       "refusing to bind tcp://0.0.0.0:0 in plaintext"),
+    "plaintext off loopback (env server)": (["ss-envserver", "--bind", "tcp://10.1.2.3:5000"], "--insecure"),
+    "plaintext off loopback (coordinator)": (["ss-coordinator", "--bind", "tcp://0.0.0.0:5550", "--out", "{tmp}/c"],
+                                             "give --keys DIR"),
     "coordinator not an endpoint": (["ss-agent", "--id", "0", "--coordinator", "not-an-endpoint"], "tcp://HOST:PORT"),
     "keys without our secret": (["ss-agent", "--id", "0", "--keys", "{tmp}"], "no secret key for agent0"),
     "out below a file": (["ss-agent", "--id", "0", "--out", "{tmp}/file/sub"], "not a directory"),
@@ -52,3 +58,14 @@ def test_bad_command_line_is_one_line(case: str, tmp_path: Path, held_port: int)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert says in lines[0], lines[0]
+
+
+def test_plaintext_rule_allows_loopback_keys_or_insecure(tmp_path: Path) -> None:
+    from protocol.cliopts import refuse_open_plaintext
+
+    for local in ("tcp://127.0.0.1:0", "tcp://127.4.5.6:9", "tcp://localhost:1", "tcp://[::1]:1", "ipc:///tmp/x"):
+        refuse_open_plaintext(local, None, insecure=False)
+    refuse_open_plaintext("tcp://10.0.0.1:5", tmp_path, insecure=False)  # --keys: CURVE on every socket
+    refuse_open_plaintext("tcp://10.0.0.1:5", None, insecure=True)
+    with pytest.raises(click.ClickException, match="plaintext"):
+        refuse_open_plaintext("tcp://10.0.0.1:5", None, insecure=False)

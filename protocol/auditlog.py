@@ -200,14 +200,19 @@ class AuditLog:
 
     Reopening an existing log continues its chain (numbering, previous hash, sequence number); a torn
     tail left by a crash is cut off first. Not thread-safe (nor are the sockets it records).
+    `digest_only` kinds are recorded without their frames in either mode: they carry another party's
+    private data (the env server's OBS holds agent i's reward and observation, which belong in agent
+    i's directory only); their lengths and digests still chain and still match the wire.
     """
 
-    def __init__(self, path: str | Path, mode: str = "frames", fsync: bool = False):
+    def __init__(self, path: str | Path, mode: str = "frames", fsync: bool = False,
+                 digest_only: frozenset[str] = frozenset()):
         if mode not in AUDIT_MODES:
             raise ValueError(f"audit mode must be one of {list(AUDIT_MODES)}, got {mode!r}")
         self.path = Path(path)
         self.mode = mode
         self.fsync = fsync
+        self.digest_only = digest_only
         self.count = 0
         self.head = GENESIS
         self.last_seq: int | None = None
@@ -259,7 +264,8 @@ class AuditLog:
             "lens": [len(f) for f in frames],
             "sha256": [frame_digest(f) for f in frames],
         }
-        line, self.head = _encode_record(fields, frames if self.mode == "frames" else None, self.head)
+        clear = self.mode == "frames" and kind not in self.digest_only
+        line, self.head = _encode_record(fields, frames if clear else None, self.head)
         self._write(line)
         self.count += 1
         self.last_seq = seq

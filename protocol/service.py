@@ -18,7 +18,7 @@ from protocol.auditlog import AuditLog
 from protocol.inbox import Inbox
 from protocol.keys import KeyRing, client_keys, server_keys
 from protocol.logsetup import Terminated
-from protocol.messages import COORDINATOR_ID, Message
+from protocol.messages import COORDINATOR_ID, Kind, Message
 from protocol.rendezvous import CoordinatorLink, Directory, RunStopped, Start
 from protocol.rundir import RunDir
 
@@ -45,6 +45,11 @@ class Served:
     link: CoordinatorLink  # its check_stop raises RunStopped once the coordinator stopped the run, and heartbeats
 
 
+# what a server sends that is private to its addressee (agent i's own observation and reward): its audit log
+# keeps only the digests, so no agent's reward lies in the shared logs/ directory in clear
+PRIVATE_TO_ADDRESSEE = frozenset({Kind.OBS.value})
+
+
 def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *, coordinator: str, bind: str,
           run_id: str, out: RunDir, log: logging.Logger, advertise: str | None = None,
           keys_dir: Path | None = None, register_deadline_s: float = 600.0) -> None:
@@ -56,7 +61,7 @@ def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *,
     endpoint = sockets.bind(sock, bind)
     inbox = Inbox(role, log, run=run_id)
     out.logs.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(role, algo, run_id, src, AuditLog(out.process_audit(role)))
+    outbox = Outbox(role, algo, run_id, src, AuditLog(out.process_audit(role), digest_only=PRIVATE_TO_ADDRESSEE))
     link = CoordinatorLink(ctx, coordinator, role, outbox, inbox, curve=client_keys(keys, COORDINATOR_ID))
     try:
         directory = link.register(advertise or endpoint, None, register_deadline_s)

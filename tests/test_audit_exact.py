@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from coordinator.launcher import free_port
-from protocol.auditlog import Record, iter_records
+from protocol.auditlog import Record, frame_digest, iter_records
 from protocol.auditreport import summarise
 from protocol.codec import decode
 from protocol.messages import ENVSERVER_ID
@@ -259,5 +259,9 @@ def test_every_audit_log_equals_the_traffic_on_the_wire(tmp_path: Path) -> None:
     assert_same(coord_links[ENVSERVER_ID][0], sent_to(envserver, "coordinator"), "env server -> coordinator")
     assert_same(coord_links[ENVSERVER_ID][1], sent_to(coordinator, "envserver"), "coordinator -> env server")
     for i in NEIGHBORS:
-        assert_same(env_links[i][1], sent_to(envserver, f"agent:{i}"), f"env server -> agent {i}")
+        # agent i's observations and rewards: only their digests are in the env server's (shared) log
+        to_agent = [r for r in envserver if r.dest == f"agent:{i}"]
+        assert to_agent and all(r.frames is None for r in to_agent if r.kind == "OBS")
+        assert [tuple(map(frame_digest, m)) for m in env_links[i][1]] == [r.digests for r in to_agent], \
+            f"env server -> agent {i}"
         assert_same(coord_links[i][1], sent_to(coordinator, f"agent:{i}"), f"coordinator -> agent {i}")

@@ -377,7 +377,8 @@ def plot_all(dirs: list[Path], out: Path, only: tuple[str, ...] = ()) -> dict[st
     return {name: fig(groups, out) for name, fig in FIGURES.items() if not only or name in only}
 
 
-@click.command(name="ss-plot", epilog="Example: ss-plot runs/paper --out runs/paper/figures   (after ss-experiment deploy/paper_comparison.toml)")
+@click.command(name="ss-plot", epilog="Example: ss-plot runs/paper --out runs/paper/figures   "
+                                        "(after ss-experiment deploy/paper_comparison.toml)")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for the figures (PNG and PDF).")

@@ -67,7 +67,8 @@ class Coordinator:
         self.run_dir = run_dir
         self.ctx = zmq.Context()
         self.auth = keys.authenticator(self.ctx) if keys is not None else None  # CURVE: only the run's keys
-        self.sock = sockets.router(self.ctx, curve=server_keys(keys))
+        self.sock = sockets.router(self.ctx, curve=server_keys(keys), max_msg_size=sockets.CONTROL_MAX_MSG_SIZE,
+                                   rcv_hwm=sockets.SERVER_RCV_HWM)
         self.sock.bind(bind)
         self.endpoint = bind
         self.inbox = Inbox("coordinator", log, run=run_id)

@@ -19,6 +19,7 @@ import zmq
 
 from envserver.metrics import BatchReturns, metric_columns
 from envserver.worlds import StepResult, make_world
+from protocol import sockets
 from protocol.checkpoints import read_json, restore, save_json, versions
 from protocol.csvlog import CsvLog
 from protocol.messages import ENVSERVER_ID, Kind, Message
@@ -180,4 +181,5 @@ def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str 
     is mirrored to DIR/tensorboard)."""
     build = functools.partial(EnvServer, tensorboard=tensorboard)
     run_service("envserver", ENVSERVER_ID, "ss", build, coordinator=coordinator, bind=bind, run_id=run_id,
-                out=out, log=log, advertise=advertise, keys_dir=keys_dir)
+                out=out, log=log, advertise=advertise, keys_dir=keys_dir,
+                max_inbound_bytes=sockets.STEP_MAX_MSG_SIZE)

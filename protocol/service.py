@@ -52,16 +52,20 @@ PRIVATE_TO_ADDRESSEE = frozenset({Kind.OBS.value})
 
 def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *, coordinator: str, bind: str,
           run_id: str, out: RunDir, log: logging.Logger, advertise: str | None = None,
-          keys_dir: Path | None = None, register_deadline_s: float = 600.0) -> None:
-    """Run one server process of `role` from registration to STOP (CURVE with the keys in `keys_dir`)."""
+          keys_dir: Path | None = None, register_deadline_s: float = 600.0,
+          max_inbound_bytes: int = sockets.DEFAULT_MAX_MSG_SIZE) -> None:
+    """Run one server process of `role` from registration to STOP (CURVE with the keys in `keys_dir`); a
+    peer sending a message over `max_inbound_bytes` is disconnected."""
     ctx = zmq.Context()
     keys = KeyRing(keys_dir, src) if keys_dir is not None else None
     auth = keys.authenticator(ctx) if keys is not None else None
-    sock = sockets.router(ctx, curve=server_keys(keys))
+    sock = sockets.router(ctx, curve=server_keys(keys), max_msg_size=max_inbound_bytes,
+                          rcv_hwm=sockets.SERVER_RCV_HWM)
     endpoint = sockets.bind(sock, bind)
     inbox = Inbox(role, log, run=run_id)
     out.logs.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(role, algo, run_id, src, AuditLog(out.process_audit(role), digest_only=PRIVATE_TO_ADDRESSEE))
+    outbox = Outbox(role, algo, run_id, src,
+                    AuditLog(out.process_audit(role), digest_only=PRIVATE_TO_ADDRESSEE))
     link = CoordinatorLink(ctx, coordinator, role, outbox, inbox, curve=client_keys(keys, COORDINATOR_ID))
     try:
         directory = link.register(advertise or endpoint, None, register_deadline_s)

@@ -19,13 +19,22 @@ HEARTBEAT_TIMEOUT_MS = 5000
 HEARTBEAT_TTL_MS = 5000
 DEFAULT_HWM = 10000
 DEFAULT_MAX_MSG_SIZE = DEFAULT_LIMITS.max_frame_bytes
+# Inbound bounds of the servers (a peer sending more is disconnected; at most HWM messages queue per
+# connection before ZeroMQ stops reading it): the coordinator hears only control messages, the env server
+# control messages and STEPs (8 bytes per parallel world: 1 MiB is 100k+ worlds).
+CONTROL_MAX_MSG_SIZE = 64 * 2**10
+STEP_MAX_MSG_SIZE = 2**20
+SERVER_RCV_HWM = 100
 
 
 def router(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int = DEFAULT_HWM,
-           curve: CurveKeys | None = None) -> zmq.Socket:
-    """A ROUTER that fails loudly (EHOSTUNREACH) when routing to an unknown peer."""
+           curve: CurveKeys | None = None, rcv_hwm: int | None = None) -> zmq.Socket:
+    """A ROUTER that fails loudly (EHOSTUNREACH) when routing to an unknown peer; `max_msg_size` and
+    `rcv_hwm` bound what each connection can queue at us."""
     sock = _socket(ctx, zmq.ROUTER, max_msg_size, hwm, curve, server=True)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    if rcv_hwm is not None:
+        sock.setsockopt(zmq.RCVHWM, rcv_hwm)
     return sock
 
 

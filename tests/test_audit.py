@@ -160,7 +160,8 @@ def test_receivers_get_exactly_the_recorded_frames(tmp_path: Path, net: Loopback
     # ROUTER -> DEALER (the env server's reply): the routing id is consumed, the payload is recorded.
     env = Outbox("envserver", "ss", RUN, ENVSERVER_ID, env_log)
     obs = {"episode": 0, "to": 3, "obs": np.ones((1, 3), np.float32), "reward": np.array([-1.0], np.float32),
-           "terminated": np.zeros(1, bool), "truncated": np.zeros(1, bool), "mask": np.zeros((1, 1), bool), "default_used": False}
+           "terminated": np.zeros(1, bool),
+           "truncated": np.zeros(1, bool), "mask": np.zeros((1, 1), bool), "default_used": False}
     env.send(net.router, Kind.OBS, obs, dest="agent:3", endpoint=net.router_ep, routing_id=b"agent-3", step=0)
     reply = recv(net.dealer)
     agent_log.close()

@@ -74,7 +74,8 @@ def build_run(root: Path, algo: str = "ss") -> dict[str, dict]:
                 assert router.poll(5000)
                 router.recv_multipart()
             obs = {"episode": 0, "to": 0, "obs": np.ones((1, 3), np.float32), "reward": np.array([-1.0], np.float32),
-                   "terminated": np.zeros(1, bool), "truncated": np.zeros(1, bool), "mask": np.zeros((1, 1), bool), "default_used": False}
+                   "terminated": np.zeros(1, bool),
+           "truncated": np.zeros(1, bool), "mask": np.zeros((1, 1), bool), "default_used": False}
             Outbox("envserver", "ss", RUN, ENVSERVER_ID, log).send(
                 router, Kind.OBS, obs, dest="agent:0", endpoint=router_ep, routing_id=b"agent-0", step=0)
     finally:

@@ -104,7 +104,7 @@ class Coordinator:
     def handle(self, routing_id: bytes, frame: bytes, user_id: str | None = None) -> None:
         expected = {Kind.HELLO, Kind.READY, Kind.STOP, Kind.HEARTBEAT}
         ids = set(range(self.config.agents)) | set(self.servers)
-        msg = self.inbox.accept(frame, kinds=expected, src=ids, origin=f"routing id {routing_id.hex()}",
+        msg = self.inbox.accept(frame, kinds=expected, src=ids, origin=f"connection {sockets.routing_label(routing_id)}",
                                 user_id=user_id)
         if msg is None:
             return

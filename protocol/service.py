@@ -130,7 +130,7 @@ class AgentRoutes:
         if len(parts) != 2:
             return self.inbox.drop("invalid", f"{len(parts) - 1} frames (expected 1)")
         routing_id, frame = parts
-        msg = self.inbox.accept(frame, kinds=kinds, src=self.agents, origin=f"rid {routing_id.hex()}",
+        msg = self.inbox.accept(frame, kinds=kinds, src=self.agents, origin=f"connection {sockets.routing_label(routing_id)}",
                                 user_id=user_id)
         if msg is not None:
             self.came_from[msg.src] = routing_id
@@ -140,7 +140,8 @@ class AgentRoutes:
         """Send `agent`'s replies to the connection its latest valid message came on."""
         routing_id = self.came_from[agent]
         if self.routes.get(agent, routing_id) != routing_id:
-            self.log.warning("agent %d re-attached from a new connection (rid %s)", agent, routing_id.hex())
+            self.log.warning("agent %d re-attached from a new connection (%s)", agent,
+                             sockets.routing_label(routing_id))
         self.routes[agent] = routing_id
 
     def __getitem__(self, agent: int) -> bytes:

@@ -7,6 +7,10 @@ need the server's public key in `CurveKeys.server_public`.
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import secrets
+
 import zmq
 
 from protocol.codec import DEFAULT_LIMITS
@@ -68,6 +72,30 @@ def sub(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int 
         curve: CurveKeys | None = None) -> zmq.Socket:
     """A SUB socket (subscribe to topics after creating it)."""
     return _socket(ctx, zmq.SUB, max_msg_size, hwm, curve, server=False)
+
+
+def unpredictable_routing_ids() -> None:
+    """Seed the C library's rand(), from which libzmq starts a ROUTER's auto-generated routing ids.
+
+    libzmq (4.3.5) aborts the process (socket_base.cpp, add_out_pipe) when the id it generates for a new
+    connection, 0x00 + a counter, is already held by a client that chose it. The counter starts at rand(),
+    which nothing seeds: 0x6b8b4567 in every process (glibc), so a client could take the next ids and crash
+    any of our servers. Seeded from the OS, the start is one of 2^32 values; our logs never show an id
+    (`routing_label`). Under CurveZMQ only the run's keys get that far (README, "Security")."""
+    try:
+        ctypes.CDLL(None).srand(secrets.randbits(32))
+    except (OSError, AttributeError):  # no C library rand() to seed: libzmq's start is whatever it is
+        pass
+
+
+unpredictable_routing_ids()  # before any socket of this process exists
+_LABEL_KEY = secrets.token_bytes(16)  # per process: a routing id's label says nothing about the id
+
+
+def routing_label(routing_id: bytes) -> str:
+    """How a connection's routing id appears in our logs: a keyed digest, never the id (which would show
+    where the ROUTER's id counter stands)."""
+    return "#" + hashlib.blake2b(routing_id, key=_LABEL_KEY, digest_size=4).hexdigest()
 
 
 def recv_authenticated(sock: zmq.Socket) -> tuple[list[bytes], str | None]:

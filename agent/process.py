@@ -73,7 +73,7 @@ class AgentProcess:
                                 max_msg_size=MAX_SUBSCRIPTION_BYTES, rcv_hwm=SUBSCRIPTION_HWM)
         self.pub_endpoint = sockets.bind(self.pub, opts.bind)
         self.audit_log = AuditLog(self.run_dir.audit(self.me), mode=opts.audit)
-        self.inbox = Inbox(f"agent {self.me}", log, run=opts.run_id)
+        self.inbox = Inbox(f"agent {self.me}", log, run=opts.run_id, receipts=self.run_dir.receipts(self.me))
         # Until the DIRECTORY says which algorithm runs, only what every algorithm may send is allowed.
         self.outbox = Outbox("agent", "ippo", opts.run_id, self.me, self.audit_log)
         self.coordinator = CoordinatorLink(self.ctx, opts.coordinator, "agent", self.outbox, self.inbox,
@@ -188,6 +188,7 @@ class AgentProcess:
             self.auth.stop()
         self.audit_log.close()
         self.inbox.write_summary(self.run_dir.agent(self.me) / "received.json")
+        self.inbox.close()
         self.ctx.term()
 
 

@@ -71,7 +71,7 @@ class Coordinator:
                                    rcv_hwm=sockets.SERVER_RCV_HWM)
         self.sock.bind(bind)
         self.endpoint = bind
-        self.inbox = Inbox("coordinator", log, run=run_id)
+        self.inbox = Inbox("coordinator", log, run=run_id, receipts=run_dir.process_receipts("coordinator"))
         self.outbox = Outbox("coordinator", config.algo, run_id, COORDINATOR_ID,
                              AuditLog(run_dir.process_audit("coordinator"), mode=config.audit))
         self.members: dict[int, Member] = {}
@@ -319,6 +319,7 @@ class Coordinator:
         self.sock.close()
         self.outbox.log.close()
         self.inbox.write_summary(self.run_dir.logs / "coordinator.received.json")
+        self.inbox.close()
         if self.auth is not None:
             self.auth.stop()
         self.ctx.term()

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from protocol.auditcompare import compare, comparison_json, format_comparison, run_traffic
+from protocol.auditcross import cross_check
 from protocol.auditlog import LogFormatError, Record, iter_records
 from protocol.auditreport import LogSource, Summary, describe_record, discover, format_table, summarise
 from protocol.auditverify import verify_log
@@ -23,6 +24,7 @@ Examples:
   ss-audit runs/pred8 --show 3 --kind SUGG --limit 5
                                          the first 5 suggestions agent 3 sent, decoded
   ss-audit --compare runs/ss runs/ippo   bytes per agent per episode by algorithm, and the ratio to SS
+  ss-audit --cross-check runs/pred8      every message received was sent to that receiver (receipts vs audits)
 """
 
 
@@ -74,6 +76,10 @@ def _verify(sources: list[LogSource], algo: str) -> bool:
 @click.option("--compare", is_flag=True,
               help="Compare the RUN_DIRs: bytes per agent per episode (total and by kind) for each "
                    "algorithm, and the ratio to SS. With --json: {\"algos\": {ALGO: {...}}}.")
+@click.option("--cross-check", "cross", is_flag=True,
+              help="Match every receiver's receipts (agents/<id>/received.log, logs/<role>.received.log) against "
+                   "the senders' audit logs: exit 1, naming sender, receiver and record, if anyone received a "
+                   "message not addressed to it or one no audit log holds.")
 @click.option("--verify", is_flag=True,
               help="Check every log's hash chain, frame hashes and payloads against what the algorithm "
                    "allows (kinds, and no rewards, values, parameters or observations); exit 1 on any failure.")
@@ -85,7 +91,7 @@ def _verify(sources: list[LogSource], algo: str) -> bool:
 @click.option("--kind", metavar="KIND", help="With --show: only records of this kind (e.g. DIST).")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="With --show: print at most this many records.")
-def audit_main(run_dirs: tuple[Path, ...], compare: bool, verify: bool, as_json: bool, show: str | None,
+def audit_main(run_dirs: tuple[Path, ...], compare: bool, cross: bool, verify: bool, as_json: bool, show: str | None,
                kind: str | None, limit: int) -> None:
     """Report what every process of the run in RUN_DIR sent, from its audit log.
 
@@ -99,6 +105,9 @@ def audit_main(run_dirs: tuple[Path, ...], compare: bool, verify: bool, as_json:
     if len(run_dirs) != 1:
         raise click.UsageError("give one RUN_DIR (several only with --compare)")
     run_dir = run_dirs[0]
+    if cross:
+        _cross_check(run_dir)
+        return
     sources = discover(run_dir)
     if not sources:
         raise click.ClickException(f"no audit logs under {run_dir}")
@@ -128,6 +137,23 @@ def audit_main(run_dirs: tuple[Path, ...], compare: bool, verify: bool, as_json:
             click.echo(f"\nverified: {len(sources)} logs, every chain, frame and payload OK")
     if damaged or (verify and not verified):
         raise SystemExit(1)
+
+
+def _cross_check(run_dir: Path) -> None:
+    """Print the cross-check of senders' audit logs against receivers' receipts; exit 1 on any failure."""
+    result = cross_check(run_dir)
+    for failure in result.failures:
+        click.echo(f"FAIL {failure}", err=True)
+    pairs = ", ".join(f"{s} -> {r}: {n}" for (s, r), n in sorted(result.matched.items()))
+    lost = sum(result.unreceived.values())
+    click.echo(f"cross-check of {run_dir}: {result.sent} messages sent, {result.receipts} receipts; "
+               f"{sum(result.matched.values())} received by their addressees ({pairs})")
+    if lost:
+        click.echo(f"{lost} sent messages have no receipt (lost to faults, or in flight at the end): "
+                   + ", ".join(f"{s}: {n}" for s, n in sorted(result.unreceived.items())))
+    if not result.ok:
+        raise SystemExit(1)
+    click.echo("every message received was sent to its receiver, by the sender's own audit log")
 
 
 def _compare(run_dirs: list[Path], as_json: bool) -> None:

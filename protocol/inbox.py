@@ -1,7 +1,10 @@
 """The one way inbound frames become messages: decode, validate, check the sender, count or drop.
 
 A bad frame is logged with its reason (and sender/kind when known) and dropped; the process keeps
-running. Everything accepted is counted per (kind, sender) so a user can cross-check both ends.
+running. Everything accepted is counted per (kind, sender) so a user can cross-check both ends; with a
+receipts file, every decodable message (accepted or dropped) also gets one JSON line there, naming the
+sender it claims, its kind and seq, and the SHA-256 of its frame: `ss-audit --cross-check` matches these
+against the senders' audit logs.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from protocol.auditlog import frame_digest
 from protocol.codec import ProtocolError, decode
 from protocol.keys import claims_own_id
 from protocol.messages import Kind, Message
@@ -19,10 +23,11 @@ from protocol.messages import Kind, Message
 class Inbox:
     """Decodes inbound frames for one process and keeps receive-side accounting."""
 
-    def __init__(self, owner: str, log: logging.Logger, run: str | None = None):
+    def __init__(self, owner: str, log: logging.Logger, run: str | None = None, receipts: Path | None = None):
         self.owner = owner
         self.log = log
         self.run = run
+        self.receipts = open(receipts, "a", buffering=1) if receipts is not None else None  # line-buffered
         self.received: Counter[tuple[str, int]] = Counter()
         self.received_bytes: Counter[tuple[str, int]] = Counter()
         self.dropped: Counter[str] = Counter()
@@ -42,6 +47,9 @@ class Inbox:
             msg = decode(frame, run=self.run)
         except ProtocolError as err:
             return self.drop("invalid", f"{err} ({len(frame)} bytes from {origin})")
+        if self.receipts is not None:
+            self.receipts.write(json.dumps({"src": msg.src, "kind": msg.kind.value, "seq": msg.seq,
+                                            "sha256": frame_digest(frame)}) + "\n")
         if msg.kind not in kinds:
             return self.drop("unexpected_kind", f"{msg.kind.value} from src {msg.src} via {origin}")
         allowed = {src} if isinstance(src, int) else src
@@ -68,6 +76,11 @@ class Inbox:
                 "messages": n, "bytes": self.received_bytes[(kind, src)],
             }
         return {"received": by_kind, "dropped": dict(self.dropped)}
+
+    def close(self) -> None:
+        """Close the receipts file (if any)."""
+        if self.receipts is not None:
+            self.receipts.close()
 
     def write_summary(self, path: Path) -> None:
         """Write the summary as JSON (atomically), added to the one a previous process left in `path` (a

@@ -51,6 +51,13 @@ class RunDir:
     def process_audit(self, role: str) -> Path:
         return self.logs / f"{role}.audit.log"
 
+    def receipts(self, agent_id: int) -> Path:
+        """What agent i received: one line per message (sender, kind, seq, digest), for `ss-audit --cross-check`."""
+        return self.agent(agent_id) / "received.log"
+
+    def process_receipts(self, role: str) -> Path:
+        return self.logs / f"{role}.received.log"
+
     @property
     def tensorboard(self) -> Path:
         """The world's public metrics as TensorBoard events (`--tensorboard`); `tensorboard --logdir DIR`

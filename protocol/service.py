@@ -62,8 +62,8 @@ def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *,
     sock = sockets.router(ctx, curve=server_keys(keys), max_msg_size=max_inbound_bytes,
                           rcv_hwm=sockets.SERVER_RCV_HWM)
     endpoint = sockets.bind(sock, bind)
-    inbox = Inbox(role, log, run=run_id)
     out.logs.mkdir(parents=True, exist_ok=True)
+    inbox = Inbox(role, log, run=run_id, receipts=out.process_receipts(role))
     outbox = Outbox(role, algo, run_id, src,
                     AuditLog(out.process_audit(role), digest_only=PRIVATE_TO_ADDRESSEE))
     link = CoordinatorLink(ctx, coordinator, role, outbox, inbox, curve=client_keys(keys, COORDINATOR_ID))
@@ -84,6 +84,7 @@ def serve(role: str, src: int, algo: str, build: Callable[[Served], Service], *,
         link.stop("finished")
     finally:
         inbox.write_summary(out.logs / f"{role}.received.json")
+        inbox.close()
         link.close()
         sock.close()
         outbox.log.close()

@@ -15,7 +15,7 @@ from protocol.messages import PRIVATE_FIELDS
 from tests.procs import script
 
 PUBLIC = re.compile(r"config\.toml|metrics\.csv|processes\.json|world_checkpoint\.json(\.prev)?|"
-                    r"logs/[a-z0-9-]+\.(log|received\.json|audit\.log)")
+                    r"logs/[a-z0-9-]+\.(log|received\.json|received\.log|audit\.log)")
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ bytes on the wire are encrypted, and the coordinator admits only the run's keys,
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 import re
 import subprocess
 from pathlib import Path
@@ -165,3 +166,35 @@ def test_the_local_cluster_script_runs_cl_with_keys(tmp_path: Path) -> None:
     assert (out / "logs/learner.train.csv").read_bytes() == (tmp_path / "sim/logs/learner.train.csv").read_bytes()
     for name in ("coordinator", "envserver", "learner", "agent-0", "agent-1"):
         assert "CurveZMQ on" in (out / f"logs/{name}.log").read_text(), name
+
+
+def test_the_data_path_of_a_curve_cluster_is_encrypted(tmp_path: Path) -> None:
+    """Every connection to the env server and to each agent's publisher (behind wiretaps) is CurveZMQ and
+    shows none of our protocol's plaintext: no run id, topic, field name or kind."""
+    keys, out = tmp_path / "keys", tmp_path / "run"
+    make_run_keys(keys, 3)
+    coordinator = f"tcp://127.0.0.1:{free_port()}"
+    with ExitStack() as stack:
+        taps = {name: stack.enter_context(WireTap(free_port())) for name in ("envserver", "0", "1", "2")}
+        procs = stack.enter_context(Processes(tmp_path / "logs"))
+        common = ["--coordinator", coordinator, "--out", str(out), "--keys", str(keys)]
+        started = [procs.start("coordinator", script("ss-coordinator"), "--env", "navigation", "--episodes", "6",
+                               "--batch", "2", "--bind", coordinator, "--out", str(out), "--keys", str(keys)),
+                   procs.start("envserver", script("ss-envserver"), *common,
+                               "--bind", f"tcp://127.0.0.1:{taps['envserver'].target_port}",
+                               "--advertise", taps["envserver"].endpoint)]
+        started += [procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common,
+                                "--bind", f"tcp://127.0.0.1:{taps[str(i)].target_port}",
+                                "--advertise", taps[str(i)].endpoint) for i in range(3)]
+        for proc in started:
+            assert proc.wait(timeout=300) == 0
+        for tap in taps.values():
+            tap.close()
+    for name, tap in taps.items():
+        talked = [c for c in tap.connections if len(c.to_server) >= 64]  # past the greeting (a connection
+        assert len(talked) >= (3 if name == "envserver" else 1), name  # may close before it: a retry)
+        for conn in talked:
+            assert conn.to_server[12:32].rstrip(b"\0") == b"CURVE", name
+            for word in (b"ssmarl", b"dist/", b"sugg/", b"probs", b"actions", b"episode", b"reward", b"DIST",
+                         b"SUGG", b"STEP", b"OBS"):
+                assert word not in conn.to_server and word not in conn.to_client, (name, word)

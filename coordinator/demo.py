@@ -24,7 +24,7 @@ from protocol.auditverify import verify_log
 from protocol.config import RunConfig, resolve
 from protocol.csvlog import read_rows
 
-DEFAULT_EPISODES = {2: 24000}  # 2 agents reach joint cooperation; other sizes: the run default
+DEFAULT_EPISODES = {2: 48000}  # 2 agents reach joint cooperation (cc ~0.9); other sizes: the run default
 ENV_TRAFFIC = ("STEP", "RESET")
 CONTROL = ("HELLO", "READY", "HEARTBEAT", "STOP")
 
@@ -131,7 +131,7 @@ def summary(out: Path, agents: int, episodes: int, seed: int, seconds: float) ->
 @click.option("--agents", type=click.IntRange(min=2), default=2, show_default=True,
               help="Predators; 8 is the paper's larger predation setting.")
 @click.option("--episodes", type=click.IntRange(min=1), default=None,
-              help="Episodes per run. [default: 24000 for 2 agents, else the run default]")
+              help="Episodes per run. [default: 48000 for 2 agents, else the run default]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed of both runs.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in logs).")
 def main(out: Path, agents: int, episodes: int | None, seed: int, no_progress: bool) -> None:

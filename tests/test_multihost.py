@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.netns import Network, unavailable
-from tests.procs import Processes, script
+from tests.procs import Processes, script, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -69,3 +69,33 @@ def test_a_run_across_hosts_completes_under_5_percent_packet_loss(tmp_path: Path
         out = run_across_hosts(net, tmp_path, ["--insecure"])
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 4  # header + every update (8 episodes, batch 2)
+
+
+@pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
+def test_a_cut_link_past_the_heartbeat_timeout_heals_and_the_run_completes(tmp_path: Path) -> None:
+    """Agent 1's host loses its link until the coordinator reports it silent (15 s: every ZeroMQ connection
+    of it timed out after 5 s), then gets it back: its connections are re-established and the run ends well."""
+    out = tmp_path / "run"
+    opts = ["--env", "navigation", "--episodes", "240", "--batch", "2", "--seed", "3"]
+    with Network(2 + AGENTS) as net, Processes(tmp_path / "logs") as procs:
+        coordinator = f"tcp://{net.address(0)}:5550"
+        common = ["--coordinator", coordinator, "--out", str(out), "--insecure"]
+        started = {"coordinator": procs.start("coordinator", *net.cmd(0, script("ss-coordinator"), *opts, "--bind",
+                                                                      coordinator, "--out", str(out), "--insecure")),
+                   "envserver": procs.start("envserver", *net.cmd(1, script("ss-envserver"), *common,
+                                                                  "--bind", f"tcp://{net.address(1)}:0"))}
+        for i in range(AGENTS):
+            started[f"agent-{i}"] = procs.start(f"agent-{i}", *net.cmd(2 + i, script("ss-agent"), "--id", str(i),
+                                                                       *common, "--bind",
+                                                                       f"tcp://{net.address(2 + i)}:0"))
+        wait_until(lambda: (out / "metrics.csv").exists() and len((out / "metrics.csv").read_text().splitlines()) > 5,
+                   300, "the run to train")
+        subprocess.run(["ip", "-n", net.names[3], "link", "set", "eth0", "down"], check=True)  # agent 1's host
+        wait_until(lambda: "agent 1 has been silent" in procs.log("coordinator"), 120, "agent 1 to be silent")
+        subprocess.run(["ip", "-n", net.names[3], "link", "set", "eth0", "up"], check=True)
+        wait_until(lambda: "agent 1 is back" in procs.log("coordinator"), 120, "agent 1 to be back")
+        for name, proc in started.items():
+            assert proc.wait(timeout=400) == 0, procs.log(name)[-3000:]
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 120
+    assert sum(int(r.split(",")[3]) for r in rows[1:]) > 0  # the cut cost agent 1 default actions

@@ -25,7 +25,8 @@ class Rollout:
     rewards: np.ndarray  # [T, B] float32 r_i[t]
     terminated: np.ndarray  # [T, B] bool: the episode truly ended with step t (no bootstrap)
     truncated: np.ndarray  # [T, B] bool: it was cut short with step t (bootstrap with V(o[t+1]))
-    valid: np.ndarray  # [T, B] bool loss mask: step t was played (False: padding after the end)
+    valid: np.ndarray  # [T, B] bool loss mask: step t was played with our action (False: padding after the
+    # end, or a step the env server played with the default action because ours came too late)
 
 
 def rows(x: np.ndarray) -> np.ndarray:
@@ -55,12 +56,14 @@ class RolloutBuffer:
                             np.asarray(behaviour, dtype=np.float32)))
 
     def add_outcome(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-                    next_obs: np.ndarray) -> None:
-        """Record the world's answer to the last action: own rewards [B], episode ends [B], next obs."""
+                    next_obs: np.ndarray, executed: bool = True) -> None:
+        """Record the world's answer to the last action: own rewards [B], episode ends [B], next obs, and
+        whether our action was the one played (False: the env server used the default action)."""
         if len(self._acted) != len(self._outcomes) + 1:
             raise RuntimeError("record() called without a preceding act()")
         rewards = np.asarray(rewards, dtype=np.float32)
-        flags = [np.broadcast_to(np.asarray(f, dtype=bool), rewards.shape).copy() for f in (terminated, truncated)]
+        flags = [np.broadcast_to(np.asarray(f, dtype=bool), rewards.shape).copy()
+                 for f in (terminated, truncated, executed)]
         self._outcomes.append((rewards, *flags, np.array(next_obs)))
 
     def rollout(self) -> Rollout:
@@ -68,7 +71,7 @@ class RolloutBuffer:
         if not self._outcomes or len(self._acted) != len(self._outcomes):
             raise RuntimeError("rollout needs at least one complete act()/record() step")
         obs, masks, actions, behaviour = (np.stack(x) for x in zip(*self._acted))
-        rewards, terminated, truncated, next_obs = (np.stack(x) for x in zip(*self._outcomes))
+        rewards, terminated, truncated, executed, next_obs = (np.stack(x) for x in zip(*self._outcomes))
         return Rollout(obs=obs, next_obs=next_obs, actions=actions, behaviour=behaviour, masks=masks,
                        rewards=rewards, terminated=terminated, truncated=truncated,
-                       valid=valid_steps(terminated, truncated))
+                       valid=valid_steps(terminated, truncated) & executed)

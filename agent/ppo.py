@@ -127,9 +127,10 @@ class PPOLearner:
         return actions
 
     def record(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-               next_obs: np.ndarray) -> None:
-        """Record the world's answer to the last act(): own rewards [B], episode ends [B], next obs."""
-        self.buffer.add_outcome(rewards, terminated, truncated, next_obs)
+               next_obs: np.ndarray, executed: bool = True) -> None:
+        """Record the world's answer to the last act(): own rewards [B], episode ends [B], next obs, and
+        whether our action was played (a step played with the default action is left out of the losses)."""
+        self.buffer.add_outcome(rewards, terminated, truncated, next_obs, executed)
 
     # ---- updating -----------------------------------------------------------------------------
 

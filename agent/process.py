@@ -176,7 +176,8 @@ class AgentProcess:
             if reply.body["default_used"]:
                 log.warning("agent %d: the env server used the default action for us at step %d", self.me, t)
             body = reply.body
-            learner.record(body["reward"], body["terminated"], body["truncated"], body["obs"])
+            learner.record(body["reward"], body["terminated"], body["truncated"], body["obs"],
+                           executed=not body["default_used"])
 
     def close(self) -> None:
         """Release sockets and write the receive-side accounting next to the audit log."""

@@ -100,3 +100,15 @@ def test_padded_rows_weigh_nothing_in_the_loss():
                   value_coef=0.5, valid=torch.ones(4), **{k: v[:4] for k, v in args.items()})
     assert abs(float(full.total) - float(cut.total)) < 1e-6
     assert (full.value_loss, full.entropy) == pytest.approx((cut.value_loss, cut.entropy), abs=1e-6)
+
+
+def test_a_step_played_with_the_default_action_is_masked() -> None:
+    from agent.buffer import RolloutBuffer
+
+    buf = RolloutBuffer()
+    for t in range(3):
+        buf.add_action(np.zeros((2, 1), np.float32), np.zeros((2, 0), bool), np.zeros(2, np.int64),
+                       np.full(2, 0.5, np.float32))
+        buf.add_outcome(np.ones(2), np.full(2, t == 2), np.zeros(2, bool), np.zeros((2, 1), np.float32),
+                        executed=t != 1)
+    np.testing.assert_array_equal(buf.rollout().valid, [[True, True], [False, False], [True, True]])

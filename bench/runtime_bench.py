@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 import zmq
 
@@ -31,7 +32,9 @@ from coordinator.sim import Simulation
 from protocol.auditlog import AuditLog, Record, iter_records
 from protocol.codec import decode, encode
 from protocol.config import RunConfig
+from protocol.messages import ENVSERVER_ID, Kind, Message
 from protocol.rundir import RunDir
+from protocol.service import PRIVATE_TO_ADDRESSEE
 
 Batch = list[tuple[int, float]]  # (step, time) of every OBS the env server sent in one episode batch
 
@@ -93,16 +96,26 @@ def per_call_s(fn, number: int = 2000, repeat: int = 5) -> float:
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
 
 
-def message_costs(record: Record, log_dir: Path) -> tuple[float, float]:
-    """(sender's encode + audit append, receiver's decode) seconds for the message of `record`."""
-    frame = record.frames[-1]
+def message_costs(frame: bytes, log_dir: Path, digest_only: frozenset[str] = frozenset()) -> tuple[float, float]:
+    """(sender's encode + audit append, receiver's decode) seconds for the message `frame`."""
     msg = decode(frame)
-    with AuditLog(log_dir / f"{record.kind}.log") as log:
-        append = lambda: log.append(dest=record.dest, endpoint=record.endpoint, topic=None,  # noqa: E731
-                                    kind=record.kind, seq=record.seq, round=record.round, step=record.step,
-                                    frames=record.frames)
+    kind = msg.kind.value
+    with AuditLog(log_dir / f"{kind}.log", digest_only=digest_only) as log:
+        append = lambda: log.append(dest="agent:0", endpoint="tcp://127.0.0.1:1", topic=None,  # noqa: E731
+                                    kind=kind, seq=msg.seq, round=msg.round, step=msg.step, frames=[frame])
         send = per_call_s(lambda: encode(msg)) + per_call_s(append)
     return send, per_call_s(lambda: decode(frame))
+
+
+def obs_frame(record: Record, sim: Simulation) -> bytes:
+    """An OBS like the run's last one (the env server's log keeps only its digest: it holds agent 0's
+    reward): the same header, agent 0's observation, reward and flags from the simulator's world."""
+    sim.world.reset()  # (the simulator's timing is done: its world may move on)
+    result = sim.world.step(np.zeros((sim.spec.n_agents, sim.spec.batch), np.int64))
+    body = {"episode": 0, "to": 0, "obs": np.ascontiguousarray(result.obs[0]),
+            "reward": np.ascontiguousarray(result.rewards[0]), "terminated": result.terminated[0],
+            "truncated": result.truncated[0], "mask": np.ascontiguousarray(result.masks[0]), "default_used": False}
+    return encode(Message(Kind.OBS, "bench", ENVSERVER_ID, record.seq, body, step=record.step))
 
 
 # ---- the raw pyzmq baseline ------------------------------------------------------------------------
@@ -263,8 +276,9 @@ def main() -> None:
         batches = obs_batches(rd.process_audit("envserver"))
         step_bytes = payload_bytes(rd.audit(0), "STEP")
         obs_bytes = payload_bytes(rd.process_audit("envserver"), "OBS")
-        step_send, step_recv = message_costs(last_record(rd.audit(0), "STEP"), Path(tmp))
-        obs_send, obs_recv = message_costs(last_record(rd.process_audit("envserver"), "OBS"), Path(tmp))
+        step_send, step_recv = message_costs(last_record(rd.audit(0), "STEP").frames[-1], Path(tmp))
+        obs_send, obs_recv = message_costs(obs_frame(last_record(rd.process_audit("envserver"), "OBS"), sim),
+                                           Path(tmp), PRIVATE_TO_ADDRESSEE)
     cluster_times = update_intervals(batches)[1:]  # drop the warm-up update
     lockstep = lockstep_latencies(batches)
     raw = raw_round_trips(step_bytes, obs_bytes, args.round_trips)

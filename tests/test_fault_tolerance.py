@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from coordinator.launcher import free_port
 from protocol.csvlog import read_rows
 from tests.procs import Processes, script, wait_for_updates, wait_until
 
@@ -87,3 +89,49 @@ def test_an_agent_paused_for_20s_catches_up(tmp_path: Path) -> None:
         assert "agent 1 re-attached from a new connection" in (out / "logs/envserver.log").read_text()
         coordinator = (out / "logs/coordinator.log").read_text()  # liveness: the coordinator noticed, and saw it back
         assert "agent 1 has been silent" in coordinator and "agent 1 is back" in coordinator
+
+
+def test_a_coordinator_killed_before_start_is_restarted_by_hand_and_the_run_completes(tmp_path: Path) -> None:
+    """Registration is not lost with the coordinator: the processes already waiting keep resending HELLO,
+    a new coordinator at the same endpoint takes them in, and the run is bit-identical to ss-sim."""
+    opts = ["--env", "navigation", "--episodes", "8", "--batch", "2", "--seed", "6"]
+    out, endpoint = tmp_path / "run", f"tcp://127.0.0.1:{free_port()}"
+    common = ["--coordinator", endpoint, "--out", str(out)]
+    coordinator = [script("ss-coordinator"), *opts, "--bind", endpoint, "--out", str(out)]
+    with Processes(tmp_path / "logs") as procs:
+        first = procs.start("coordinator-1", *coordinator)
+        others = [procs.start("envserver", script("ss-envserver"), *common)]
+        others += [procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common) for i in range(2)]
+        wait_until(lambda: "registered agent 1" in procs.log("coordinator-1")
+                   and "registered agent 0" in procs.log("coordinator-1"), 120, "two agents to register")
+        first.kill()  # before START: agent 2 has not even started
+        first.wait()
+        second = procs.start("coordinator-2", *coordinator)
+        others.append(procs.start("agent-2", script("ss-agent"), "--id", "2", *common))
+        for name, proc in [("coordinator-2", second), ("envserver", others[0])] + \
+                [(f"agent-{i}", p) for i, p in enumerate(others[1:])]:
+            assert proc.wait(timeout=300) == 0, procs.log(name)[-3000:]
+    sim = subprocess.run([script("ss-sim"), *opts, "--out", str(tmp_path / "sim"), "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert sim.returncode == 0, sim.stderr
+    assert (out / "metrics.csv").read_bytes() == (tmp_path / "sim" / "metrics.csv").read_bytes()
+
+
+def test_the_local_cluster_script_restarts_a_killed_agent(tmp_path: Path) -> None:
+    """deploy/local-cluster.sh supervises like ss-cluster: a kill -9'd agent comes back at its pinned port."""
+    (tmp_path / "fast.toml").write_text(FAST)
+    out = tmp_path / "run"
+    deploy = Path(__file__).resolve().parents[1] / "deploy/local-cluster.sh"
+    with Processes(tmp_path / "logs") as procs:
+        local = procs.start("local", "env", f"PATH={Path(script('ss-agent')).parent}:/usr/bin:/bin",
+                            f"SS_COORDINATOR_PORT={free_port()}", "bash", str(deploy), str(out), "--env", "navigation",
+                            "--episodes", str(UPDATES * 4), "--batch", "4", "--config", str(tmp_path / "fast.toml"))
+        wait_for_updates(out, 30)
+        os.kill(int((out / "logs/agent-1.pid").read_text()), signal.SIGKILL)
+        try:
+            assert local.wait(timeout=400) == 0, procs.log("local")
+        finally:
+            procs.extra_pids += [int(p.read_text()) for p in (out / "logs").glob("*.pid")]
+    assert "agent-1 died (signal 9); restarting it (1 of 3)" in procs.log("local")
+    assert len(read_rows(out / "metrics.csv")) == UPDATES
+    assert len(read_rows(out / "agents/1/train.csv")) == UPDATES  # missed updates as nan rows

@@ -39,8 +39,10 @@ class CentralLearner(AgentFacing):
         self.critic = CentralCritic(directory.spec, directory.config)
         self.saved: dict[int, dict] = {}  # the critic's checkpoints by update, read only when resuming
 
-    def collect(self, update: int, deadline_s: float) -> list[Body]:
-        """One valid REWARD of round `update` from every agent, in agent order; RuntimeError after the deadline."""
+    def collect(self, update: int, deadline_s: float) -> list[Body | None]:
+        """One valid REWARD of round `update` per agent, in agent order, None for an agent whose report did not
+        come before the deadline (a straggler: the update goes on without it); RuntimeError if none came.
+        A REWARD of an earlier update is answered with EPISODE_END naming the update its sender can join."""
         agents = set(range(self.config.agents))
         got: dict[int, Message] = {}
         end = time.monotonic() + deadline_s
@@ -51,7 +53,14 @@ class CentralLearner(AgentFacing):
             msg = self.routes.receive({Kind.REWARD})
             if msg is None:
                 continue
-            if msg.round != update:
+            if msg.round < update:
+                reason = f"REWARD of update {msg.round} is stale: join update {update}"
+                log.warning("agent %d: %s", msg.src, reason)
+                self.routes.attach(msg.src)
+                self.outbox.send(self.sock, Kind.EPISODE_END, {"episode": update, "reason": reason},
+                                 dest=f"agent:{msg.src}", endpoint=self.endpoint, routing_id=self.routes[msg.src],
+                                 step=0)
+            elif msg.round != update:
                 self.inbox.drop("stale", f"REWARD of round {msg.round} from agent {msg.src}, expected {update}")
             elif (problem := check_report(msg.body, self.spec)) is not None:
                 self.inbox.drop("invalid", f"REWARD from agent {msg.src}: {problem}")
@@ -59,9 +68,12 @@ class CentralLearner(AgentFacing):
                 got[msg.src] = msg
                 self.routes.attach(msg.src)
         missing = sorted(agents - got.keys())
+        if len(missing) == len(agents):
+            raise RuntimeError(f"no REWARD of update {update} from any agent within {deadline_s:.0f}s")
         if missing:
-            raise RuntimeError(f"no REWARD of update {update} from agents {missing} within {deadline_s:.0f}s")
-        return [got[i].body for i in sorted(got)]
+            log.warning("update %d: no REWARD from agents %s within %.0fs: they get no advantage this update, and "
+                        "the critic skips it (its team reward would lack their share)", update, missing, deadline_s)
+        return [got[i].body if i in got else None for i in sorted(agents)]
 
     def checkpoints(self) -> list[int]:
         """Read the critic's checkpoints (called only when the run resumes); their updates."""
@@ -77,10 +89,12 @@ class CentralLearner(AgentFacing):
             for update in range(start.update, self.config.updates):
                 self.link.progress = update
                 # a whole rollout lies between two updates' REWARDs: the reset deadline bounds the wait
-                advantages = self.critic.advantages(self.collect(update, self.config.reset_deadline_s))
-                for i in range(self.config.agents):
-                    self.outbox.send(self.sock, Kind.ADV, {"advantages": advantages}, dest=f"agent:{i}",
-                                     endpoint=self.endpoint, routing_id=self.routes[i], round=update)
+                reports = self.collect(update, self.config.reset_deadline_s)
+                advantages = self.critic.advantages(reports)
+                for i, report in enumerate(reports):
+                    if report is not None:
+                        self.outbox.send(self.sock, Kind.ADV, {"advantages": advantages}, dest=f"agent:{i}",
+                                         endpoint=self.endpoint, routing_id=self.routes[i], round=update)
                 stats = self.critic.fit()
                 episode = (update + 1) * self.config.batch
                 train_log.append({"update": update + 1, "episode": episode, **stats})

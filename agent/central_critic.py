@@ -44,6 +44,17 @@ def check_report(body: Body, spec: WorldSpec) -> str | None:
     return None
 
 
+def stand_ins(reports: Sequence[Body | None], spec: WorldSpec) -> list[Body]:
+    """Every report, a missing one (None) replaced by zero rewards and observations with a present one's
+    episode ends (the world's clock is everyone's)."""
+    present = next(r for r in reports if r is not None)
+    rows, dtype = spec.horizon * spec.batch, np.dtype(spec.obs_dtype)
+    zero = {"rewards": np.zeros(rows, np.float32), "obs": np.zeros((rows, *spec.obs_shape), dtype),
+            "last_obs": np.zeros((spec.batch, *spec.obs_shape), dtype),
+            "terminated": present["terminated"], "truncated": present["truncated"]}
+    return [zero if r is None else r for r in reports]
+
+
 def joint_states(observations: Sequence[np.ndarray]) -> torch.Tensor:
     """s = (o_1, ..., o_N): every agent's flattened (and scaled) observation, concatenated per row."""
     return torch.cat([obs_tensor(o) for o in observations], dim=1)
@@ -63,12 +74,16 @@ class CentralCritic:
         self.states: torch.Tensor | None = None  # this update's joint states s [R, S], set by `advantages`
         self.targets: torch.Tensor | None = None  # and its critic targets G [R]
         self.valid: torch.Tensor | None = None  # and its loss mask [R]: rows the team played
+        self.complete = True  # every agent reported this update (else `fit` skips it)
 
-    def advantages(self, reports: Sequence[Body]) -> np.ndarray:
+    def advantages(self, reports: Sequence[Body | None]) -> np.ndarray:
         """The team advantage A[t] (eq. 17 on r_sum) [R] float32 from every agent's REWARD (in agent order);
-        keeps the states and targets G (eq. 18) for `fit`."""
+        keeps the states and targets G (eq. 18) for `fit`. A missing report (None: a straggler) counts as
+        zero reward and observation; `fit` then skips the update rather than learn a target without it."""
         if len(reports) != self.spec.n_agents:
             raise ValueError(f"{len(reports)} reports for {self.spec.n_agents} agents")
+        self.complete = all(r is not None for r in reports)
+        reports = stand_ins(reports, self.spec)
         T, B = self.spec.horizon, self.spec.batch
         states = joint_states([r["obs"] for r in reports])
         next_states = torch.cat([states[B:], joint_states([r["last_obs"] for r in reports])])
@@ -99,6 +114,9 @@ class CentralCritic:
         if self.states is None or self.targets is None or self.valid is None:
             raise RuntimeError("advantages() must come first")
         states, targets, valid = self.states, self.targets, self.valid
+        if not self.complete:
+            self.states = self.targets = self.valid = None
+            return {"value_loss": float("nan")}
         losses = []
         for _ in range(self.config.iterations):
             loss = masked_mean((self.critic(states) - targets) ** 2, valid)

@@ -6,6 +6,7 @@ from typing import Callable
 
 import zmq
 
+from agent.env_link import Behind
 from agent.exchange import Body
 from agent.request import Requester
 from protocol.audit import Outbox
@@ -29,11 +30,16 @@ class LearnerLink:
 
     def advantages(self, update: int, report: Body, deadline_s: float) -> Body:
         """Send `report` (kind REWARD, round `update`); returns the ADV body for the same update."""
-        msg = self.link.request(Kind.REWARD, report, {Kind.ADV}, lambda m: self._check(m, update), deadline_s,
-                                f"update {update}", round=update)
+        msg = self.link.request(Kind.REWARD, report, {Kind.ADV, Kind.EPISODE_END}, lambda m: self._check(m, update),
+                                deadline_s, f"update {update}", round=update)
         return msg.body
 
     def _check(self, msg: Message, update: int) -> tuple[str, str] | None:
+        """Our update's ADV passes; EPISODE_END (the learner moved on without our report) raises Behind."""
+        if msg.kind is Kind.EPISODE_END:
+            if msg.body["episode"] > update:
+                raise Behind(msg.body["episode"], msg.body["reason"])
+            return "stale", f"EPISODE_END (join {msg.body['episode']}) while waiting for update {update}"
         if msg.round != update:
             return "stale", f"ADV of update {msg.round} while waiting for update {update}"
         if msg.body["advantages"].shape != (self.rows,):

@@ -134,8 +134,13 @@ class AgentProcess:
                     update = self.rejoin(learner, update, behind, config, train_log)
                     continue
                 if isinstance(learner, CLLearner):
-                    learner.receive_advantages(self.central.advantages(update, learner.report(),
-                                                                       config.round_deadline_s))
+                    try:
+                        # the central learner waits up to the reset deadline for the slowest report
+                        wait_s = config.reset_deadline_s + RETRY_MARGIN_S
+                        learner.receive_advantages(self.central.advantages(update, learner.report(), wait_s))
+                    except Behind as behind:  # the central learner went on without our report
+                        update = self.rejoin(learner, update, behind, config, train_log)
+                        continue
                 learner.begin_update()
                 for k in range(config.iterations):
                     received = self.peers.exchange(update * config.iterations + k, learner.outgoing(k),

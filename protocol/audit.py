@@ -48,8 +48,8 @@ PROCESS_POLICIES: dict[str, SendPolicy] = {
     "envserver": SendPolicy(frozenset({Kind.OBS, Kind.EPISODE_END}) | _PROCESS_CONTROL,
                             private=frozenset({Kind.OBS})),
     "coordinator": SendPolicy(frozenset({Kind.DIRECTORY, Kind.START, Kind.STOP})),
-    # CL's central learner: the team advantage back to each agent
-    "learner": SendPolicy(frozenset({Kind.ADV}) | _PROCESS_CONTROL, private=frozenset({Kind.ADV})),
+    # CL's central learner: the team advantage back to each agent (EPISODE_END to one whose report came late)
+    "learner": SendPolicy(frozenset({Kind.ADV, Kind.EPISODE_END}) | _PROCESS_CONTROL, private=frozenset({Kind.ADV})),
 }
 
 

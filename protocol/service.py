@@ -131,7 +131,8 @@ class AgentRoutes:
         if len(parts) != 2:
             return self.inbox.drop("invalid", f"{len(parts) - 1} frames (expected 1)")
         routing_id, frame = parts
-        msg = self.inbox.accept(frame, kinds=kinds, src=self.agents, origin=f"connection {sockets.routing_label(routing_id)}",
+        msg = self.inbox.accept(frame, kinds=kinds, src=self.agents,
+                                origin=f"connection {sockets.routing_label(routing_id)}",
                                 user_id=user_id)
         if msg is not None:
             self.came_from[msg.src] = routing_id

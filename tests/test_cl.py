@@ -180,3 +180,17 @@ def test_cl_sim_resumes_bit_identically_with_the_central_critic(tmp_path: Path) 
         (tmp_path / "resumed/logs" / name).unlink()
     with pytest.raises(RuntimeError, match="checkpoints disagree .*central learner: none"):
         Simulation(config(8), tmp_path / "resumed").resume()
+
+
+def test_a_missing_report_counts_as_zero_and_the_critic_skips_the_update() -> None:
+    config = RunConfig(agents=2, gamma=0.5, lam=0.5, hidden=())
+    central = CentralCritic(tiny_spec(), config)
+    before = [p.detach().clone() for p in central.critic.parameters()]
+    full = central.advantages([report([1, 2], [0.5, 0.25], 0.125, [False, True]),
+                               report([0, 0], [0.0, 0.0], 0.0, [False, True])])
+    central.fit()
+    central.critic.load_state_dict({k: v for k, v in zip(central.critic.state_dict(), before)})
+    missing = central.advantages([report([1, 2], [0.5, 0.25], 0.125, [False, True]), None])
+    np.testing.assert_array_equal(missing, full)  # the straggler's share stands in as zeros
+    assert not central.complete and np.isnan(central.fit()["value_loss"])
+    assert all(torch.equal(p, q) for p, q in zip(central.critic.parameters(), before))  # no step taken

@@ -135,3 +135,27 @@ def test_the_local_cluster_script_restarts_a_killed_agent(tmp_path: Path) -> Non
     assert "agent-1 died (signal 9); restarting it (1 of 3)" in procs.log("local")
     assert len(read_rows(out / "metrics.csv")) == UPDATES
     assert len(read_rows(out / "agents/1/train.csv")) == UPDATES  # missed updates as nan rows
+
+
+def test_cl_central_learner_goes_on_without_a_paused_agents_report(tmp_path: Path) -> None:
+    """CL: an agent paused past the reset deadline misses its REWARD; the central learner answers the others,
+    skips that critic step, and tells the late agent which update to join: the run completes."""
+    (tmp_path / "fast.toml").write_text(FAST.replace("reset_deadline_s = 60.0", "reset_deadline_s = 5.0"))
+    out = tmp_path / "run"
+    with Processes(tmp_path / "logs") as procs:
+        procs.start("cluster", script("ss-cluster"), "--env", "navigation", "--algo", "cl", "--episodes",
+                    str(UPDATES * 4), "--batch", "4", "--config", str(tmp_path / "fast.toml"), "--out", str(out),
+                    "--no-progress")
+        wait_until(lambda: (out / "processes.json").exists(), 60, "processes.json")
+        wait_for_updates(out, 20)
+        pid = pid_of(out, "agent", 1)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: "no REWARD from agents [1]" in (out / "logs/learner.log").read_text(), 120,
+                       "the central learner to go on without agent 1")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        finish(procs, out)
+    learner_rows = read_rows(out / "logs/learner.train.csv")
+    assert len(learner_rows) == UPDATES and any(r["value_loss"] == "nan" for r in learner_rows)
+    assert "is stale: join update" in (out / "logs/learner.log").read_text()

@@ -99,3 +99,20 @@ def run_sim_and_cluster(tmp_path: Path, opts: list[str]) -> tuple[Path, Path, li
             listed = procs.adopt(tmp_path / "cl" / "processes.json")
         assert code == 0, procs.log("cluster")
     return tmp_path / "sim", tmp_path / "cl", listed
+
+
+def start_by_hand(procs: Processes, out: Path, episodes: int, agents: int = 3,
+                  env_options: tuple[str, ...] = ()) -> tuple[str, dict[str, subprocess.Popen]]:
+    """A navigation run (batch 2) started as separate processes on loopback: the coordinator, the env server
+    (with `env_options`) and `agents` agents. Returns (the coordinator's endpoint, name -> process)."""
+    from coordinator.launcher import free_port
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    common = ["--coordinator", endpoint, "--out", str(out)]
+    started = {"coordinator": procs.start("coordinator", script("ss-coordinator"), "--env", "navigation",
+                                          "--agents", str(agents), "--episodes", str(episodes), "--batch", "2",
+                                          "--bind", endpoint, "--out", str(out)),
+               "envserver": procs.start("envserver", script("ss-envserver"), *common, *env_options)}
+    for i in range(agents):
+        started[f"agent-{i}"] = procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common)
+    return endpoint, started

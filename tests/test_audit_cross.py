@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from coordinator.launcher import free_port
 from protocol.auditcross import addressed_to, cross_check
 from protocol.auditlog import Record, iter_records
-from tests.procs import Processes, script, wait_until
+from tests.procs import Processes, script, start_by_hand, wait_until
 
 
 def test_addressees() -> None:
@@ -27,14 +26,10 @@ def test_addressees() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_cross_check_passes_clean_and_fails_on_one_extra_delivery(tmp_path: Path) -> None:
-    out, endpoint = tmp_path / "run", f"tcp://127.0.0.1:{free_port()}"
-    common = ["--coordinator", endpoint, "--out", str(out)]
+    out = tmp_path / "run"
     with Processes(tmp_path / "logs") as procs:
-        started = [procs.start("coordinator", script("ss-coordinator"), "--env", "navigation", "--episodes", "60",
-                               "--batch", "2", "--bind", endpoint, "--out", str(out)),
-                   procs.start("envserver", script("ss-envserver"), *common)]
-        started += [procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common) for i in range(3)]
-        assert all(p.wait(timeout=300) == 0 for p in started)
+        _, started = start_by_hand(procs, out, episodes=60)
+        assert all(p.wait(timeout=300) == 0 for p in started.values())
     clean = subprocess.run([script("ss-audit"), "--cross-check", str(out)], capture_output=True, text=True,
                            timeout=120)
     assert clean.returncode == 0, clean.stderr
@@ -45,12 +40,8 @@ def test_cross_check_passes_clean_and_fails_on_one_extra_delivery(tmp_path: Path
 
     # a second run, during which agent 0's first suggestion to agent 1 is also delivered to the env server
     out2 = tmp_path / "run2"
-    common2 = ["--coordinator", endpoint, "--out", str(out2)]
     with Processes(tmp_path / "logs2") as procs:
-        started = [procs.start("coordinator", script("ss-coordinator"), "--env", "navigation", "--episodes", "60",
-                               "--batch", "2", "--bind", endpoint, "--out", str(out2)),
-                   procs.start("envserver", script("ss-envserver"), *common2, "-v")]
-        started += [procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common2) for i in range(3)]
+        _, started = start_by_hand(procs, out2, episodes=60, env_options=("-v",))
         audit = out2 / "agents/0/audit.log"
         sugg = lambda: [r for r in iter_records(audit) if isinstance(r, Record) and r.kind == "SUGG"]  # noqa: E731
         wait_until(lambda: audit.exists() and sugg(), 300, "agent 0's first suggestion")
@@ -62,7 +53,7 @@ def test_cross_check_passes_clean_and_fails_on_one_extra_delivery(tmp_path: Path
         sock.send(record.frames[-1])  # test-only raw send: the very bytes agent 0 sent agent 1
         wait_until(lambda: "SUGG from src 0" in procs.log("envserver"), 60, "the env server to get it")
         ctx.destroy(linger=1000)
-        assert all(p.wait(timeout=300) == 0 for p in started)
+        assert all(p.wait(timeout=300) == 0 for p in started.values())
     tampered = subprocess.run([script("ss-audit"), "--cross-check", str(out2)], capture_output=True, text=True,
                               timeout=120)
     assert tampered.returncode == 1

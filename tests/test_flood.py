@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from coordinator.launcher import free_port
-from tests.procs import Processes, script, wait_until
+from tests.procs import Processes, start_by_hand, wait_until
 
 FLOOD_MIB = 200
 CHUNK = 256 * 2**10
@@ -42,16 +41,10 @@ def flood(ctx: zmq.Context, kind: int, endpoint: str) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_junk_floods_leave_every_process_alive_and_bounded(tmp_path: Path) -> None:
-    out, endpoint = tmp_path / "run", f"tcp://127.0.0.1:{free_port()}"
-    common = ["--coordinator", endpoint, "--out", str(out)]
+    out = tmp_path / "run"
     ctx = zmq.Context()
     with Processes(tmp_path / "logs") as procs:
-        started = {"coordinator": procs.start("coordinator", script("ss-coordinator"), "--env", "navigation",
-                                              "--episodes", "1000000", "--batch", "2", "--bind", endpoint,
-                                              "--out", str(out))}
-        started["envserver"] = procs.start("envserver", script("ss-envserver"), *common)
-        for i in range(3):
-            started[f"agent-{i}"] = procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common)
+        endpoint, started = start_by_hand(procs, out, episodes=1_000_000)
         wait_until(lambda: (out / "metrics.csv").exists() and len((out / "metrics.csv").read_text().splitlines()) > 3,
                    300, "the run to train")
         targets = {"coordinator": (zmq.DEALER, endpoint),

@@ -16,8 +16,7 @@ from typing import Callable
 import pytest
 import zmq
 
-from coordinator.launcher import free_port
-from tests.procs import Processes, script, wait_until
+from tests.procs import Processes, start_by_hand, wait_until
 
 CAUSE = textwrap.dedent("""
     import struct, zmq
@@ -86,15 +85,9 @@ def crafted_sequence(endpoint: str, drops_logged: Callable[[], int]) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_env_server_and_coordinator_survive_the_crafted_sequence(tmp_path: Path) -> None:
-    out, endpoint = tmp_path / "run", f"tcp://127.0.0.1:{free_port()}"
-    common = ["--coordinator", endpoint, "--out", str(out)]
+    out = tmp_path / "run"
     with Processes(tmp_path / "logs") as procs:
-        started = {"coordinator": procs.start("coordinator", script("ss-coordinator"), "--env", "navigation",
-                                              "--episodes", "1000000", "--batch", "2", "--bind", endpoint,
-                                              "--out", str(out))}
-        started["envserver"] = procs.start("envserver", script("ss-envserver"), *common)
-        for i in range(3):
-            started[f"agent-{i}"] = procs.start(f"agent-{i}", script("ss-agent"), "--id", str(i), *common)
+        endpoint, started = start_by_hand(procs, out, episodes=1_000_000)
         wait_until(lambda: "START: envserver serving" in procs.log("envserver"), 300, "the env server to start")
         servers = {"coordinator": endpoint,
                    "envserver": re.search(r"serving .* at (tcp://\S+)", procs.log("envserver")).group(1)}

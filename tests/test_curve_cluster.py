@@ -140,6 +140,7 @@ def test_the_coordinator_admits_each_run_key_only_for_its_own_id(coordinator) ->
     serve_until(coord, lambda: coord.inbox.dropped["unknown_sender"] == 1)
     hello(ctx, endpoint, keys / "agent1.key_secret", server, claims=1)  # agent 1, as itself
     serve_until(coord, lambda: 1 in coord.members)
+    coord.sock.disable_monitor()  # libzmq's end of the monitor closes, so the context can terminate
     monitor.close()
     assert set(coord.members) == {1}
     assert dict(coord.inbox.received) == {("HELLO", 1): 1}

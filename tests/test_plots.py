@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from coordinator.experiment import parse_grid, run_grid
-from coordinator.plots import Run, approach_share, find_runs, group_runs, plot_all, run_label, study_groups
+from coordinator.plots import (Run, approach_share, approach_share_given, find_runs, group_runs, plot_all,
+                              replayed_states, run_label, study_groups)
+from envserver.worlds import make_world
 from protocol.auditlog import AuditLog
 from protocol.codec import encode
 from protocol.config import RunConfig, load_toml, write_toml
@@ -103,17 +105,8 @@ def test_approach_share_reads_obs_and_round0_suggestions(tmp_path):
     write_toml(RunConfig(env="predation", agents=2, batch=batch, episodes=4, iterations=k), rd.config)
     # s^t[b] = [x_0 - x_tar, x_1 - x_tar] / 30; agent 0 approaches with +1 where x_0 <= x_tar
     x0 = {0: np.array([[-0.1, 0.2], [0.3, 0.0]]), 1: np.array([[0.0, 0.5], [0.4, -0.2]])}  # update -> [t, b]
-    server = AuditLog(rd.process_audit("envserver"))
-    seq = 0
-    for update, xs in x0.items():
-        for t in range(steps):
-            obs = np.stack([xs[t], np.full(batch, 0.7)], axis=1).astype(np.float32)  # [B, N]
-            body = {"episode": update, "to": 1, "obs": obs, "terminated": np.zeros(batch, bool),
-                    "truncated": np.zeros(batch, bool),
-                    "mask": np.ones((batch, 1), bool), "default_used": False}
-            _append(server, seq, Message(Kind.OBS, "r", 0, seq, body, step=t), "agent:1")
-            seq += 1
-    server.close()
+    states = {(update, t): np.stack([xs[t], np.full(batch, 0.7)], axis=1).astype(np.float32)  # [B, N]
+              for update, xs in x0.items() for t in range(steps)}
     # p(+1) for rows t*B + b; the approach action is 1, 0, 0, 1 in both updates
     p_right = {0: [0.9, 0.2, 0.3, 0.4], 1: [0.1, 0.1, 0.7, 0.8]}  # p(approach) > 0.5: 3 of 4, then 2 of 4
     agent = AuditLog(rd.audit(1))
@@ -124,9 +117,33 @@ def test_approach_share_reads_obs_and_round0_suggestions(tmp_path):
             round_id = update * k + r
             _append(agent, round_id, Message(Kind.SUGG, "r", 1, round_id, body, round=round_id), "agent:0")
     agent.close()
-    episodes, share = approach_share(Run(tmp_path, "ss", load_toml(rd.config), []))
+    episodes, share = approach_share_given(states, rd, load_toml(rd.config))
     assert episodes.tolist() == [2.0, 4.0]
     assert share.tolist() == [0.75, 0.5]
+
+
+def test_the_states_are_replayed_from_the_agents_actions(tmp_path):
+    """The world, re-run from the run's seed with the STEP actions of the agents' audit logs, shows the states
+    the agents saw (what the env server sent them as OBS)."""
+    rd = RunDir(tmp_path)
+    rd.make(2)
+    write_toml(RunConfig(env="predation", agents=2, batch=2, episodes=4, seed=9), rd.config)
+    world, rng = make_world("predation", 2, 2, 9), np.random.default_rng(0)
+    logs, expected = [AuditLog(rd.audit(i)) for i in range(2)], {}
+    for update in range(2):
+        result = world.reset()
+        for t in range(world.spec.horizon):
+            expected[(update, t)] = result.obs[0]
+            joint = rng.integers(0, 2, size=(2, 2))
+            for i, log in enumerate(logs):
+                msg = Message(Kind.STEP, "r", i, update * 100 + t, {"episode": update, "actions": joint[i]}, step=t + 1)
+                _append(log, msg.seq, msg, "envserver")
+            result = world.step(joint)
+    for log in logs:
+        log.close()
+    states = replayed_states(rd, load_toml(rd.config))
+    assert states.keys() == expected.keys()
+    assert all(np.array_equal(states[key], expected[key]) for key in expected)
 
 
 @pytest.mark.slow

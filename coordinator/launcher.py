@@ -227,6 +227,9 @@ def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: boo
                 curve: bool = False, max_restarts: int = 3, tensorboard: bool = False) -> int:
     """Start, supervise and stop a local cluster (continuing from its checkpoints unless `resume` is False;
     with `curve`, CurveZMQ on every socket); returns the exit code for `ss-cluster`."""
+    # Ctrl-C (SIGINT) stops the cluster even when we were started with SIGINT ignored, as a shell does for a
+    # background command (Python then installs no KeyboardInterrupt handler of its own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cluster = Cluster(config, out, resume=resume, curve=curve, max_restarts=max_restarts, tensorboard=tensorboard)
     cluster.start()
     try:

@@ -9,6 +9,7 @@ reward, value, parameter or observation left any agent.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ def cluster_command(variant: Variant, out: Path, agents: int, episodes: int, see
 
 def run_both(out: Path, agents: int, episodes: int, seed: int, progress: bool) -> None:
     """Both clusters at once, one progress bar each; ClickException naming the run that failed."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
     out.mkdir(parents=True, exist_ok=True)
     procs, bars = {}, {}
     for position, variant in enumerate(VARIANTS):

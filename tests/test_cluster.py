@@ -121,7 +121,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     with Processes(tmp_path / "launcher") as procs:
         cluster, listed = endless_cluster(procs, tmp_path / "run", 1)
         cluster.send_signal(signal.SIGINT)
-        assert cluster.wait(timeout=120) == 130  # seconds on a quiet machine; once >60 s under a heavy CI load
+        assert cluster.wait(timeout=60) == 130
         assert "interrupted" in procs.log("cluster")
         wait_all_ended(listed)
 

@@ -397,11 +397,14 @@ def _check_distribution_rows(where: str, p: np.ndarray) -> None:
     n = p.shape[1]
     deviation = p @ (_ONES[:n] if n <= _ONES.size else np.ones(n, np.float32))
     deviation -= 1  # in place: the row sums are a fresh array
-    # sum of squares <= tol^2 implies every |deviation| <= tol; only if it fails look row by row
+    # sum of squares <= tol^2 implies every |deviation| <= tol; only if it fails look row by row, and decide
+    # on float64 sums: float32 rounding may put a row that is within the tolerance just outside it
     if deviation.size and np.dot(deviation, deviation) > PROB_TOL**2 and np.abs(deviation).max() > PROB_TOL:
-        row = int(np.abs(deviation).argmax())
-        raise ProtocolError(f"{where}: row {row} sums to {float(deviation[row]) + 1:.6g} "
-                            f"(must be 1 within {PROB_TOL:g})")
+        exact = np.abs(p.astype(np.float64).sum(axis=1) - 1)
+        if exact.max() > PROB_TOL:
+            row = int(exact.argmax())
+            raise ProtocolError(f"{where}: row {row} sums to {float(p[row].astype(np.float64).sum()):.6g} "
+                                f"(must be 1 within {PROB_TOL:g})")
 
 
 # Full reductions (axis=None) straight on the ufuncs: ndarray.max/min add a Python wrapper per call,

@@ -102,6 +102,7 @@ probability_like = hnp.arrays(
 
 @fast(800)
 @given(probability_like, st.booleans())
+@example(np.array([[1e-4, 1.0]], np.float32), False)  # within 1e-4 in float64, not in float32 (seed 0 found it)
 def test_probability_rows_follow_the_rule(probs: np.ndarray, normalise: bool) -> None:
     if normalise and np.all(np.isfinite(probs)) and np.all(probs > 0):
         probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -21,6 +21,13 @@ def obs_tensor(obs: np.ndarray) -> torch.Tensor:
     return flat.to(torch.float32)
 
 
+def sample(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One action per row of probs [N, A], drawn by inverse CDF on the float probabilities -> int64 [N]."""
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(len(probs)) * cdf[:, -1]
+    return np.minimum((cdf <= u[:, None]).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
     """Linear layers with ReLU between them: in_dim -> *hidden -> out_dim."""
     sizes = (in_dim, *hidden)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agent.nets import PolicyNet, obs_tensor
+from agent.nets import PolicyNet, obs_tensor, sample
 from protocol.config import RunConfig
 from protocol.spec import WorldSpec
 
@@ -47,11 +47,7 @@ class Policy:
         """a ~ pi_ii(.|o) for each of the B observations [B, *obs_shape] (argmax with `greedy`) -> int64 [B]."""
         with torch.no_grad():
             probs = self.net.probs(obs_tensor(obs)).numpy()
-        if greedy:
-            return probs.argmax(axis=1).astype(np.int64)
-        cdf = np.cumsum(probs, axis=1)
-        u = self.rng.random(len(probs)) * cdf[:, -1]
-        return np.minimum((cdf <= u[:, None]).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
+        return probs.argmax(axis=1).astype(np.int64) if greedy else sample(probs, self.rng)
 
 
 class ExportedPolicy(nn.Module):

@@ -19,7 +19,7 @@ from torch import nn
 
 from agent.buffer import Rollout, RolloutBuffer, rows
 from agent.exchange import Outgoing, Received, RoundKinds
-from agent.nets import PolicyNet, ValueNet, obs_tensor
+from agent.nets import PolicyNet, ValueNet, obs_tensor, sample
 from agent.returns import gae
 from agent.ss_loss import LossTerms, masked_mean, ss_loss
 from protocol.config import RunConfig
@@ -114,9 +114,7 @@ class PPOLearner:
         """Sample a_i ~ pi_ii(.|o_i) in each of the B worlds; record o, mask, a_i, behaviour."""
         with torch.no_grad():
             probs = self.policy.probs(obs_tensor(obs)).numpy()
-        cdf = np.cumsum(probs, axis=1)
-        u = self.rng.random(len(probs)) * cdf[:, -1]  # inverse CDF on the float probabilities
-        actions = np.minimum((cdf <= u[:, None]).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
+        actions = sample(probs, self.rng)
         mask = np.asarray(mask, dtype=bool)
         if not self.candidates:
             mask = mask[:, :0]

@@ -14,18 +14,16 @@ what a peer can queue at us, and `serve` reads (and grants or refuses) whatever 
 
 from __future__ import annotations
 
-import logging
 import time
 
 import zmq
 
 from agent.exchange import RoundKinds
+from protocol import sockets
 from protocol.codec import ProtocolError
 from protocol.inbox import Inbox
 from protocol.keys import key_name
 from protocol.topics import TOPIC_KINDS, parse_topic, topic
-
-log = logging.getLogger("ss-agent")
 
 # a topic is < 64 bytes, but CurveZMQ's handshake (INITIATE, ~300 bytes with metadata) passes the same limit:
 # 1024 is safe for both; a peer sending more upstream is disconnected
@@ -72,15 +70,15 @@ class Publisher:
         """Grant or refuse every subscription that has arrived (waiting up to `timeout_ms` for the first)."""
         while self.sock.poll(timeout_ms):
             timeout_ms = 0
-            frame = self.sock.recv(copy=False)
-            user_id = frame.get("User-Id") if self.sock.getsockopt(zmq.CURVE_SERVER) else None
-            event = frame.bytes
+            parts, user_id = sockets.recv_authenticated(self.sock)
+            event = parts[0] if len(parts) == 1 else b""  # a subscription is one frame
             if event[:1] == b"\x01":
                 self._subscribe(event[1:], user_id)
             elif event[:1] == b"\x00":
                 self._unsubscribe(event[1:])
             else:
-                self.inbox.drop("invalid", f"{len(event)}-byte upstream message at our publisher (not a subscription)")
+                self.inbox.drop("invalid", f"{sum(map(len, parts))}-byte upstream message at our publisher "
+                                           "(not a subscription)")
 
     def _subscribe(self, wanted: bytes, user_id: str | None) -> None:
         reason = self.refusal(wanted, user_id)

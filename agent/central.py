@@ -54,12 +54,7 @@ class CentralLearner(AgentFacing):
             if msg is None:
                 continue
             if msg.round < update:
-                reason = f"REWARD of update {msg.round} is stale: join update {update}"
-                log.warning("agent %d: %s", msg.src, reason)
-                self.routes.attach(msg.src)
-                self.outbox.send(self.sock, Kind.EPISODE_END, {"episode": update, "reason": reason},
-                                 dest=f"agent:{msg.src}", endpoint=self.endpoint, routing_id=self.routes[msg.src],
-                                 step=0)
+                self.send_join(msg.src, update, f"REWARD of update {msg.round} is stale: join update {update}")
             elif msg.round != update:
                 self.inbox.drop("stale", f"REWARD of round {msg.round} from agent {msg.src}, expected {update}")
             elif (problem := check_report(msg.body, self.spec)) is not None:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import zmq
 
 from envserver.metrics import BatchReturns, metric_columns
 from envserver.worlds import StepResult, make_world
@@ -78,8 +77,10 @@ class EnvServer(AgentFacing):
                 self.early_resets.setdefault(asked, {})[msg.src] = msg
                 self.routes.attach(msg.src)
             elif msg.body.get("resync"):
-                self.routes.attach(msg.src)
-                self.send_join(msg.src, episode if kind is Kind.RESET else episode + 1, msg)
+                join = episode if kind is Kind.RESET else episode + 1
+                if not self.send_join(msg.src, join, f"{msg.kind.value} e{asked} s{msg.step} is stale: "
+                                                     f"join episode batch {join}"):
+                    self.live.discard(msg.src)
             else:
                 self.inbox.drop("stale", f"{msg.kind.value} e{asked} s{msg.step} "
                                 f"from agent {msg.src} while waiting for {kind.value} e{episode} s{step}")
@@ -88,12 +89,6 @@ class EnvServer(AgentFacing):
                         kind.value, episode, step, deadline_s)
             self.live.discard(i)
         return got
-
-    def send_join(self, agent: int, join: int, msg: Message) -> None:
-        """Tell an agent that lost track (its request is stale) which episode batch it can still join."""
-        reason = f"{msg.kind.value} e{msg.body['episode']} s{msg.step} is stale: join episode batch {join}"
-        log.warning("agent %d: %s", agent, reason)
-        self._send(agent, Kind.EPISODE_END, {"episode": join, "reason": reason}, 0)
 
     # ---- stepping ---------------------------------------------------------------------------
 
@@ -115,11 +110,7 @@ class EnvServer(AgentFacing):
             self._send(i, Kind.OBS, body, step)
 
     def _send(self, agent: int, kind: Kind, body: dict, step: int) -> None:
-        try:
-            self.outbox.send(self.sock, kind, body, dest=f"agent:{agent}", endpoint=self.endpoint,
-                             routing_id=self.routes[agent], step=step)
-        except zmq.ZMQError as err:  # ROUTER_MANDATORY: that connection is gone; the agent may come back
-            log.warning("could not reply to agent %d: %s", agent, err)
+        if not self.send_to(agent, kind, body, step=step):
             self.live.discard(agent)
 
     def play_batch(self, update: int) -> dict[str, object]:

@@ -105,7 +105,26 @@ class AgentFacing:
         self.run_dir = served.run_dir
         self.link = served.link  # `link.progress`: the update being served, for the heartbeats
         self.while_waiting = served.link.check_stop  # raises if the coordinator stopped the run
+        self.log = served.log
         self.routes = AgentRoutes(served.sock, served.inbox, self.config.agents, served.log)
+
+    def send_to(self, agent: int, kind: Kind, body: dict, **where: int) -> bool:
+        """Send to the connection `agent` is attached to; False (logged) if that connection is gone
+        (ROUTER_MANDATORY): the agent may come back on another."""
+        try:
+            self.outbox.send(self.sock, kind, body, dest=f"agent:{agent}", endpoint=self.endpoint,
+                             routing_id=self.routes[agent], **where)
+        except zmq.ZMQError as err:
+            self.log.warning("could not reply to agent %d: %s", agent, err)
+            return False
+        return True
+
+    def send_join(self, agent: int, join: int, reason: str) -> bool:
+        """Tell an agent whose message was stale (it lost track: paused, cut off, restarted) which episode
+        batch or update it can still join (EPISODE_END), on the connection that message came on."""
+        self.routes.attach(agent)
+        self.log.warning("agent %d: %s", agent, reason)
+        return self.send_to(agent, Kind.EPISODE_END, {"episode": join, "reason": reason}, step=0)
 
 
 class AgentRoutes:

@@ -140,8 +140,18 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
 @click.option("--max-restarts", type=click.IntRange(min=0), default=3, show_default=True,
               help="How often each process that dies (kill -9, a crash) is restarted before the run stops.")
 @TENSORBOARD_OPTION
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: every process a child of this one. ray: Ray places and supervises them on its nodes "
+                   "(needs ssmarl[ray] and a run directory every node sees).")
+@click.option("--ray-address", default=None, metavar="HOST:PORT",
+              help="The Ray cluster to use (--backend ray). [default: $RAY_ADDRESS, else a new local Ray]")
+@click.option("--ray-spread", type=click.Choice(["spread", "strict"]), default="spread", show_default=True,
+              help="--backend ray: spread the processes over the nodes as far as they go, or strictly one per node.")
+@click.option("--ray-cpus", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
+              help="--backend ray: CPUs each process reserves on its node.")
 def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_progress: bool,
-                 max_restarts: int, tensorboard: bool) -> None:
+                 max_restarts: int, tensorboard: bool, backend: str, ray_address: str | None, ray_spread: str,
+                 ray_cpus: float) -> None:
     """Run a local cluster: the coordinator, the env server and one OS process per agent.
 
     Same options and same run directory as `ss-sim` (plus processes.json and logs/<process>.log);
@@ -149,13 +159,22 @@ def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_
     checkpoint every process in --out holds. A process that dies (kill -9, a crash) is restarted and
     rejoins the run (--max-restarts); Ctrl-C, a process reporting a failure, or restarts running out
     stops every process: the exit code is non-zero and the failing process's last log lines are printed.
+    With --backend ray the same processes run on the nodes of a Ray cluster (README "Running across
+    machines").
     """
     from coordinator.launcher import run_cluster
 
+    ray = None
+    if backend == "ray":
+        from coordinator.ray_backend import RayPlacement
+
+        ray = RayPlacement(ray_address, strict=ray_spread == "strict", cpus=ray_cpus)
+    elif ray_address is not None:
+        raise click.UsageError("--ray-address needs --backend ray")
     if not no_resume:
         check_resumable(config, out)
     code = run_cluster(config, out, progress=not no_progress, resume=not no_resume, curve=curve,
-                       max_restarts=max_restarts, tensorboard=tensorboard)
+                       max_restarts=max_restarts, tensorboard=tensorboard, ray=ray)
     if code == 0:
         click.echo(f"done: {config.updates} updates ({config.updates * config.batch} episodes) -> {out}", err=True)
     sys.exit(code)

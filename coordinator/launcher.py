@@ -24,12 +24,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coordinator.progress import RunProgress
 from protocol.config import RunConfig, write_toml
 from protocol.csvlog import read_rows
 from protocol.keys import generate_keypair, run_key_names
 from protocol.rundir import RunDir
+
+if TYPE_CHECKING:
+    from coordinator.ray_backend import RayPlacement
 
 PR_SET_PDEATHSIG = 1
 RESTART_BACKOFF_S = 1.0  # the first restart's delay; it doubles with each further restart of a process
@@ -64,13 +68,6 @@ class Child:
     def label(self) -> str:
         return self.role if self.id is None else f"{self.role} {self.id}"
 
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent, env=environ_for_children(),
-            )
-
     def tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -78,8 +75,13 @@ class Child:
             return "(no log)"
 
 
+class LaunchError(Exception):
+    """The cluster cannot be started as asked (e.g. Ray cannot place it); the message is one line."""
+
+
 class Cluster:
-    """Builds the command lines, starts the children, watches them, and stops them all."""
+    """Builds the command lines, starts the children, watches them, and stops them all: the local backend,
+    every child a subprocess of this one (the Ray backend, coordinator/ray_backend.py, places them on nodes)."""
 
     def __init__(self, config: RunConfig, out: Path, run_id: str | None = None, resume: bool = True,
                  curve: bool = False, max_restarts: int = 3, tensorboard: bool = False):
@@ -91,27 +93,39 @@ class Cluster:
         self.keys: Path | None = None  # the run's key directory, made by start() when curve
         self.run_dir = RunDir(out)
         self.run_id = run_id or f"run-{secrets.token_hex(4)}"
-        self.coordinator = f"tcp://127.0.0.1:{free_port()}"
+        self.coordinator = ""  # its endpoint, chosen by start()
         self.children: list[Child] = []
+
+    def host(self, role: str, id: int | None) -> str:
+        """The address the process `role` `id` binds and is dialled at."""
+        return "127.0.0.1"
+
+    def spawn(self, child: Child) -> None:
+        """Start (or restart) `child` as a subprocess of the launcher, appending to its log."""
+        with open(child.log, "ab") as log:
+            child.proc = subprocess.Popen(
+                child.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_die_with_parent, env=environ_for_children(),
+            )
 
     def commands(self) -> list[Child]:
         py, rd, logs = sys.executable, self.run_dir, self.run_dir.logs
         run = ["--out", str(rd.root), "--run-id", self.run_id, *(["--keys", str(self.keys)] if self.keys else [])]
         # every worker binds a pinned port, so a restarted one comes back where its peers dial it
         common = [*run, "--coordinator", self.coordinator]
-        pinned = lambda: ["--bind", f"tcp://127.0.0.1:{free_port()}"]  # noqa: E731
+        pinned = lambda role, id=None: ["--bind", f"tcp://{self.host(role, id)}:{free_port()}"]  # noqa: E731
         board = ["--tensorboard"] if self.tensorboard else []
         children = [
             Child("coordinator", None, [py, "-m", "coordinator", "--config", str(rd.config),
                                         "--bind", self.coordinator, *run,
                                         *([] if self.resume else ["--no-resume"])], logs / "coordinator.log"),
-            Child("envserver", None, [py, "-m", "envserver", *pinned(), *board, *common], logs / "envserver.log"),
+            Child("envserver", None, [py, "-m", "envserver", *pinned("envserver"), *board, *common], logs / "envserver.log"),
         ]
         if self.config.algo == "cl":
-            children.append(Child("learner", None, [py, "-m", "agent.central", *pinned(), *common],
+            children.append(Child("learner", None, [py, "-m", "agent.central", *pinned("learner"), *common],
                                   logs / "learner.log"))
         for i in range(self.config.agents):
-            children.append(Child("agent", i, [py, "-m", "agent", "--id", str(i), *pinned(), "--audit",
+            children.append(Child("agent", i, [py, "-m", "agent", "--id", str(i), *pinned("agent", i), "--audit",
                                                self.config.audit, *board, *common], logs / f"agent-{i}.log"))
         return children
 
@@ -130,15 +144,17 @@ class Cluster:
         write_toml(self.config, self.run_dir.config)
         if self.curve:
             self.keys = self.make_keys()
+        self.coordinator = f"tcp://{self.host('coordinator', None)}:{free_port()}"
         self.children = self.commands()
         for child in self.children:
-            child.start()
+            self.spawn(child)
         self.write_processes()
 
     def write_processes(self) -> None:
         """processes.json: role, id, current pid, restarts so far and command line of every process."""
         self.run_dir.processes.write_text(json.dumps([
-            {"role": c.role, "id": c.id, "pid": c.proc.pid, "restarts": c.restarts, "cmd": c.cmd, "log": str(c.log)}
+            {"role": c.role, "id": c.id, "pid": c.proc.pid, "restarts": c.restarts, "cmd": c.cmd, "log": str(c.log),
+             **getattr(c.proc, "placement", {})}
             for c in self.children
         ], indent=2))
 
@@ -170,7 +186,7 @@ class Cluster:
             if child.restart_at is not None:
                 if now >= child.restart_at:
                     child.restart_at = None
-                    child.start()
+                    self.spawn(child)
                     self.write_processes()
                 continue
             code = child.proc.poll()
@@ -180,12 +196,12 @@ class Cluster:
                 return child
             elif code is not None:
                 if child.restarts >= self.max_restarts:
-                    bar.write(f"{child.label} (pid {child.proc.pid}) died ({signal_name(code)}) and has used all "
+                    bar.write(f"{child.label} (pid {child.proc.pid}) died ({death(child.proc)}) and has used all "
                               f"{self.max_restarts} restarts (--max-restarts): stopping the run")
                     return child
                 child.restarts += 1
                 delay = min(RESTART_BACKOFF_S * 2 ** (child.restarts - 1), MAX_BACKOFF_S)
-                bar.write(f"{child.label} (pid {child.proc.pid}) died ({signal_name(code)}); restarting it in "
+                bar.write(f"{child.label} (pid {child.proc.pid}) died ({death(child.proc)}); restarting it in "
                           f"{delay:.0f}s (restart {child.restarts} of {self.max_restarts})")
                 child.restart_at = now + delay
         return None
@@ -224,26 +240,42 @@ class Cluster:
 
 
 def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: bool = True,
-                curve: bool = False, max_restarts: int = 3, tensorboard: bool = False) -> int:
-    """Start, supervise and stop a local cluster (continuing from its checkpoints unless `resume` is False;
-    with `curve`, CurveZMQ on every socket); returns the exit code for `ss-cluster`."""
+                curve: bool = False, max_restarts: int = 3, tensorboard: bool = False,
+                ray: "RayPlacement | None" = None) -> int:
+    """Start, supervise and stop a cluster (continuing from its checkpoints unless `resume` is False; with
+    `curve`, CurveZMQ on every socket): local subprocesses, or with `ray`, placed on a Ray cluster; returns
+    the exit code for `ss-cluster`."""
     # Ctrl-C (SIGINT) stops the cluster even when we were started with SIGINT ignored, as a shell does for a
     # background command (Python then installs no KeyboardInterrupt handler of its own)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    cluster = Cluster(config, out, resume=resume, curve=curve, max_restarts=max_restarts, tensorboard=tensorboard)
-    cluster.start()
+    options = dict(resume=resume, curve=curve, max_restarts=max_restarts, tensorboard=tensorboard)
+    if ray is None:
+        cluster = Cluster(config, out, **options)
+    else:
+        from coordinator.ray_backend import RayCluster
+
+        cluster = RayCluster(config, out, placement=ray, **options)
     try:
+        cluster.start()
         failed = cluster.wait(progress)
+    except LaunchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every process of the cluster", file=sys.stderr)
         return 130
     finally:
         cluster.stop()
     if failed is not None:
-        print(f"{failed.label} (pid {failed.proc.pid}) ended the run ({signal_name(failed.proc.returncode)}); "
+        print(f"{failed.label} (pid {failed.proc.pid}) ended the run ({death(failed.proc)}); "
               f"last lines of {failed.log}:\n{failed.tail()}", file=sys.stderr)
         return 1
     return 0
+
+
+def death(proc: subprocess.Popen) -> str:
+    """How a process that died without a word died: its signal, or (Ray) that its node was lost."""
+    return getattr(proc, "cause", None) or signal_name(proc.returncode)
 
 
 def signal_name(code: int) -> str:

@@ -1,0 +1,189 @@
+"""`ss-cluster --backend ray` on a real 3-node Ray cluster (`ray.cluster_utils.Cluster`) inside a network
+namespace with only loopback up, where Ray advertises 127.0.0.1: a placed run is bit-identical to ss-sim
+with its processes on different nodes; a node removed mid-run has its processes restarted elsewhere by Ray
+and the run completes; a placement Ray cannot satisfy and an unreachable address are one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from coordinator.launcher import free_port
+from tests.netns import sh, unavailable
+from tests.procs import script, wait_until
+
+ray = pytest.importorskip("ray", reason="the Ray backend's tests need ssmarl[ray]")
+
+NODES, NODE_CPUS = 3, 4
+RAY_OPTS = ["--backend", "ray", "--ray-cpus", "0.5", "--no-progress", "--no-resume"]
+OPTS = ["--env", "navigation", "--batch", "2", "--seed", "3"]
+
+
+class RayNodes:
+    """A Ray cluster of NODES nodes in its own loopback-only namespace (tests/raynodes.py)."""
+
+    def __init__(self, tmp: Path):
+        self.ns = f"ssray{os.getpid() % 10000}{int(time.monotonic() * 1000) % 1000}"
+        self.log = tmp / "raynodes.log"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "RayNodes":
+        sh("ip", "netns", "add", self.ns)
+        sh("ip", "-n", self.ns, "link", "set", "lo", "up")
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(self.cmd(sys.executable, "-m", "tests.raynodes", str(NODES), str(NODE_CPUS)),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                                         start_new_session=True, cwd=Path(__file__).parent.parent)
+        ready = json.loads(self.proc.stdout.readline() or "{}")  # blocks until the nodes are up (or it died)
+        assert "address" in ready, self.log.read_text()[-3000:]
+        self.address, self.nodes = ready["address"], ready["nodes"]
+        return self
+
+    def cmd(self, *command: str) -> list[str]:
+        """`command` run inside the namespace."""
+        return ["ip", "netns", "exec", self.ns, *command]
+
+    def remove(self, node: str) -> None:
+        self.proc.stdin.write(f"remove {node}\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "removed"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()  # the helper shuts the Ray cluster down
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        pids = subprocess.run(["ip", "netns", "pids", self.ns], capture_output=True, text=True).stdout.split()
+        for pid in pids:  # whatever Ray left behind in the namespace
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=30)
+
+
+def cluster(nodes: RayNodes, out: Path, *options: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(nodes.cmd(script("ss-cluster"), *RAY_OPTS, "--ray-address", nodes.address, *OPTS,
+                                    *options, "--out", str(out)), capture_output=True, text=True, timeout=timeout)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def nothing_left(out: Path) -> None:
+    listed = json.loads((out / "processes.json").read_text())
+    wait_until(lambda: not any(alive(p["pid"]) for p in listed), timeout_s=30, what="every process stopped")
+
+
+needs_namespaces = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayNodes]:
+    with RayNodes(tmp_path_factory.mktemp("ray")) as made:
+        yield made
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@needs_namespaces
+def test_a_ray_placed_run_spreads_over_the_nodes_and_is_bit_identical_to_the_simulator(
+        nodes: RayNodes, tmp_path: Path) -> None:
+    done = cluster(nodes, tmp_path / "ray", "--episodes", "8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = json.loads((tmp_path / "ray" / "processes.json").read_text())
+    assert {p["node"] for p in listed} == set(nodes.nodes)  # coordinator, env server, 3 agents over 3 nodes
+    assert all(p["host"] == "127.0.0.1" for p in listed)
+    nothing_left(tmp_path / "ray")
+    sim = subprocess.run([script("ss-sim"), *OPTS, "--episodes", "8", "--out", str(tmp_path / "sim"),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert sim.returncode == 0, sim.stderr
+    assert (tmp_path / "ray" / "metrics.csv").read_bytes() == (tmp_path / "sim" / "metrics.csv").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@needs_namespaces
+def test_strict_spread_over_fewer_nodes_than_processes_is_refused_in_one_line(nodes: RayNodes,
+                                                                            tmp_path: Path) -> None:
+    done = cluster(nodes, tmp_path / "run", "--episodes", "8", "--ray-spread", "strict")
+    assert done.returncode == 1
+    assert "error: --ray-spread strict needs a node for each of the 5 processes; the Ray cluster has 3" in done.stderr
+    assert not (tmp_path / "run" / "processes.json").exists()  # nothing was started
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@needs_namespaces
+def test_more_cpus_than_the_nodes_have_is_refused_in_one_line(nodes: RayNodes, tmp_path: Path) -> None:
+    done = cluster(nodes, tmp_path / "run", "--episodes", "8", "--ray-cpus", str(NODE_CPUS + 1))
+    assert done.returncode == 1
+    assert "error: Ray could not place 5 processes of 5 CPU each within 60 s" in done.stderr
+
+
+def test_an_unreachable_ray_address_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    done = subprocess.run([script("ss-cluster"), "--backend", "ray", "--ray-address", address, *OPTS,
+                           "--episodes", "8", "--out", str(tmp_path / "run"), "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot reach a Ray cluster at {address} (Connection refused); start one with `ray start --head` "
+        "or give its address with --ray-address"]
+    assert not (tmp_path / "run" / "processes.json").exists()
+
+
+def test_ray_address_without_the_ray_backend_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run([script("ss-cluster"), "--ray-address", "127.0.0.1:6379", *OPTS, "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--ray-address needs --backend ray" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@needs_namespaces
+def test_a_node_removed_mid_run_has_its_processes_restarted_elsewhere_and_the_run_completes(
+        tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with RayNodes(tmp_path) as own:
+        run = subprocess.Popen(own.cmd(script("ss-cluster"), *RAY_OPTS, "--ray-address", own.address, *OPTS,
+                                       "--episodes", "60", "--out", str(out)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            metrics = out / "metrics.csv"
+            wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) > 5, timeout_s=300,
+                       what="5 updates")
+            listed = json.loads((out / "processes.json").read_text())
+            head = own.nodes[0]  # the driver's node; another one goes
+            lost = next(p["node"] for p in listed if p["node"] != head)
+            moved = {(p["role"], p["id"]) for p in listed if p["node"] == lost}
+            own.remove(lost)
+            _, stderr = run.communicate(timeout=500)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+        assert run.returncode == 0, stderr[-3000:]
+        after = json.loads((out / "processes.json").read_text())
+        for p in after:
+            if (p["role"], p["id"]) in moved:
+                assert p["restarts"] == 1 and p["node"] != lost, p
+                assert "was lost); restarting it" in stderr
+        assert len(metrics.read_text().splitlines()) == 1 + 30  # every update of the run
+        nothing_left(out)

@@ -163,7 +163,7 @@ def test_a_node_removed_mid_run_has_its_processes_restarted_elsewhere_and_the_ru
     out = tmp_path / "run"
     with RayNodes(tmp_path) as own:
         run = subprocess.Popen(own.cmd(script("ss-cluster"), *RAY_OPTS, "--ray-address", own.address, *OPTS,
-                                       "--episodes", "60", "--out", str(out)),
+                                       "--episodes", "80", "--out", str(out)),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             metrics = out / "metrics.csv"
@@ -174,6 +174,13 @@ def test_a_node_removed_mid_run_has_its_processes_restarted_elsewhere_and_the_ru
             lost = next(p["node"] for p in listed if p["node"] != head)
             moved = {(p["role"], p["id"]) for p in listed if p["node"] == lost}
             own.remove(lost)
+            # and a process on a surviving node killed by a signal: the launcher asks Ray to restart its actor
+            rows = len(metrics.read_text().splitlines())
+            wait_until(lambda: len(metrics.read_text().splitlines()) > rows + 3, timeout_s=300,
+                       what="3 updates after the node loss")
+            agents = [p for p in json.loads((out / "processes.json").read_text()) if p["role"] == "agent"]
+            victim = min(agents, key=lambda p: (p["role"], p["id"]) in moved)  # one that did not move, if any
+            os.kill(victim["pid"], signal.SIGKILL)
             _, stderr = run.communicate(timeout=500)
         finally:
             if run.poll() is None:
@@ -183,7 +190,10 @@ def test_a_node_removed_mid_run_has_its_processes_restarted_elsewhere_and_the_ru
         after = json.loads((out / "processes.json").read_text())
         for p in after:
             if (p["role"], p["id"]) in moved:
-                assert p["restarts"] == 1 and p["node"] != lost, p
-                assert "was lost); restarting it" in stderr
-        assert len(metrics.read_text().splitlines()) == 1 + 30  # every update of the run
+                assert p["restarts"] >= 1 and p["node"] != lost, p
+        assert "was lost); restarting it" in stderr
+        killed = next(p for p in after if (p["role"], p["id"]) == ("agent", victim["id"]))
+        assert killed["restarts"] == victim["restarts"] + 1 and killed["pid"] != victim["pid"]
+        assert f"agent {victim['id']} (pid {victim['pid']}) died (killed by SIGKILL); restarting it" in stderr
+        assert len(metrics.read_text().splitlines()) == 1 + 40  # every update of the run
         nothing_left(out)

@@ -31,8 +31,14 @@ def catalogue(example: str) -> str:
 RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "preset", "partners", "comm_every")
 
 
-def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every run-level command shares; passes a resolved `config: RunConfig`."""
+RUN_DIR_HELP = "Run directory to write (config.toml, metrics.csv, agents/<id>/...)."
+
+
+def run_options(command: Callable[..., Any] | None = None, *, out_help: str = RUN_DIR_HELP) -> Any:
+    """The options every run-level command shares; passes a resolved `config: RunConfig` (and `out`, whose
+    help `out_help` gives: the run directory, unless the command writes something else there)."""
+    if command is None:
+        return functools.partial(run_options, out_help=out_help)
 
     @click.option("--env", default=None, metavar="NAME",
                   help=f"World: {', '.join(sorted(PAPER_DEFAULTS))}, or any PettingZoo ParallelEnv as "
@@ -60,8 +66,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                   help="Hyperparameter table: 'default' (shipped) or 'paper' (the paper's Table 2).")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                   help="TOML file with any RunConfig field; command-line options override it.")
-    @click.option("--out", type=click.Path(file_okay=False), required=True,
-                  help="Run directory to write (config.toml, metrics.csv, agents/<id>/...).")
+    @click.option("--out", type=click.Path(file_okay=False), required=True, help=out_help)
     @functools.wraps(command)
     def wrapper(config_file: str | None, out: str, **options: Any) -> Any:
         given = {name: options.pop(name) for name in RUN_OPTIONS}

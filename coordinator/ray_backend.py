@@ -165,6 +165,11 @@ class RayCluster(Cluster):
         if self.placement.strict and count > len(nodes):
             raise LaunchError(f"--ray-spread strict needs a node for each of the {count} processes; the Ray "
                               f"cluster has {len(nodes)}")
+        cpus = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
+        if self.placement.cpus > max(cpus, default=0.0) or count * self.placement.cpus > sum(cpus):
+            raise LaunchError(f"{count} processes of {self.placement.cpus:g} CPU each do not fit in the Ray cluster "
+                              f"({sum(cpus):g} CPUs, at most {max(cpus, default=0.0):g} on a node); lower --ray-cpus "
+                              "or add nodes")
         self.group = placement_group([{"CPU": self.placement.cpus}] * count,
                                      strategy="STRICT_SPREAD" if self.placement.strict else "SPREAD")
         if not self.group.wait(timeout_seconds=PLACEMENT_TIMEOUT_S):

@@ -9,68 +9,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from coordinator.launcher import free_port
-from tests.netns import sh, unavailable
+from tests.netns import unavailable
 from tests.procs import script, wait_until
+from tests.raynodes import NODE_CPUS, RayNodes
 
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need ssmarl[ray]")
 
-NODES, NODE_CPUS = 3, 4
 RAY_OPTS = ["--backend", "ray", "--ray-cpus", "0.5", "--no-progress", "--no-resume"]
 OPTS = ["--env", "navigation", "--batch", "2", "--seed", "3"]
-
-
-class RayNodes:
-    """A Ray cluster of NODES nodes in its own loopback-only namespace (tests/raynodes.py)."""
-
-    def __init__(self, tmp: Path):
-        self.ns = f"ssray{os.getpid() % 10000}{int(time.monotonic() * 1000) % 1000}"
-        self.log = tmp / "raynodes.log"
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "RayNodes":
-        sh("ip", "netns", "add", self.ns)
-        sh("ip", "-n", self.ns, "link", "set", "lo", "up")
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(self.cmd(sys.executable, "-m", "tests.raynodes", str(NODES), str(NODE_CPUS)),
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                                         start_new_session=True, cwd=Path(__file__).parent.parent)
-        ready = json.loads(self.proc.stdout.readline() or "{}")  # blocks until the nodes are up (or it died)
-        assert "address" in ready, self.log.read_text()[-3000:]
-        self.address, self.nodes = ready["address"], ready["nodes"]
-        return self
-
-    def cmd(self, *command: str) -> list[str]:
-        """`command` run inside the namespace."""
-        return ["ip", "netns", "exec", self.ns, *command]
-
-    def remove(self, node: str) -> None:
-        self.proc.stdin.write(f"remove {node}\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline().strip() == "removed"
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.stdin.close()  # the helper shuts the Ray cluster down
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        pids = subprocess.run(["ip", "netns", "pids", self.ns], capture_output=True, text=True).stdout.split()
-        for pid in pids:  # whatever Ray left behind in the namespace
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=30)
 
 
 def cluster(nodes: RayNodes, out: Path, *options: str, timeout: float = 400) -> subprocess.CompletedProcess:
@@ -103,10 +55,11 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayNodes]:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @needs_namespaces
-def test_a_ray_placed_run_spreads_over_the_nodes_and_is_bit_identical_to_the_simulator(
+def test_a_ray_placed_curve_run_spreads_over_the_nodes_and_is_bit_identical_to_the_simulator(
         nodes: RayNodes, tmp_path: Path) -> None:
-    done = cluster(nodes, tmp_path / "ray", "--episodes", "8")
+    done = cluster(nodes, tmp_path / "ray", "--episodes", "8", "--curve")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert all("--keys" in p["cmd"] for p in json.loads((tmp_path / "ray" / "processes.json").read_text()))
     listed = json.loads((tmp_path / "ray" / "processes.json").read_text())
     assert {p["node"] for p in listed} == set(nodes.nodes)  # coordinator, env server, 3 agents over 3 nodes
     assert all(p["host"] == "127.0.0.1" for p in listed)
@@ -134,7 +87,9 @@ def test_strict_spread_over_fewer_nodes_than_processes_is_refused_in_one_line(no
 def test_more_cpus_than_the_nodes_have_is_refused_in_one_line(nodes: RayNodes, tmp_path: Path) -> None:
     done = cluster(nodes, tmp_path / "run", "--episodes", "8", "--ray-cpus", str(NODE_CPUS + 1))
     assert done.returncode == 1
-    assert "error: Ray could not place 5 processes of 5 CPU each within 60 s" in done.stderr
+    assert ("error: 5 processes of 5 CPU each do not fit in the Ray cluster (12 CPUs, at most 4 on a node); "
+            "lower --ray-cpus or add nodes") in done.stderr
+    assert not (tmp_path / "run" / "processes.json").exists()
 
 
 def test_an_unreachable_ray_address_is_one_line_and_starts_nothing(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
-"""What agents exchange each round, and the in-memory router that `ss-sim` uses.
+"""What agents exchange each round.
 
 A round's payload is message bodies by kind: some published to every subscriber (SS's DIST, VS's
 ADV, VPS's CRITIC_PARAMS), some addressed to one neighbour (SS's SUGG for j). Array rows are
-time-major over the rollout: row r = t * B + b, R = T * B. The ZeroMQ implementation of the same
-exchange is `agent/peer_link.py`; both hand the learner exactly these bodies, which is why `ss-sim`
-and `ss-cluster` compute bit-identical results.
+time-major over the rollout: row r = t * B + b, R = T * B. The exchange over ZeroMQ is
+`agent/peer_link.py`, in memory `agent/rounds.py`'s MemoryNetwork; both keep messages by the same
+rules (RoundBook) and hand the learner exactly these bodies, which is why `ss-sim` and `ss-cluster`
+compute bit-identical results.
 """
 
 from __future__ import annotations
@@ -36,15 +37,3 @@ class RoundKinds:
     @property
     def all(self) -> frozenset[Kind]:
         return self.broadcast | self.addressed
-
-
-def route_in_memory(outgoing: dict[int, Outgoing], neighbors: dict[int, tuple[int, ...]]) -> dict[int, Received]:
-    """Deliver every agent's round messages to its neighbours, as the network would."""
-    inboxes: dict[int, Received] = {i: {} for i in neighbors}
-    for i, nbrs in neighbors.items():
-        for j in nbrs:
-            sent = outgoing[j]
-            bodies = {**sent.broadcast, **sent.addressed.get(i, {})}
-            if bodies:
-                inboxes[i][j] = bodies
-    return inboxes

@@ -2,12 +2,11 @@
 
 Round r: publish our broadcast bodies on `<kind>/i/` and each addressed body on `<kind>/i/j/`
 (SS: DIST on `dist/i/`, SUGG on `sugg/i/j/`); then collect, from each neighbour, every kind the round
-carries (`RoundKinds`), tagged with round r, until all arrived or the deadline passes. A neighbour
-missing at the deadline is a communication gap for that round (the learner drops its terms), and is
-then waited for only briefly (SILENT_GRACE_S) until it is back, so a dead or paused neighbour costs its
-neighbours one deadline, not one per round.
-Messages for later rounds are kept; earlier rounds and duplicates are dropped and counted. Which SUB
-socket a message came in on says who sent it; a `src` that disagrees is refused.
+carries (`RoundKinds`), tagged with round r, until all arrived or the deadline passes. What is kept,
+what is a gap and who is silent is `agent/rounds.py`'s, the same in memory; a silent neighbour is
+waited for only briefly (SILENT_GRACE_S) until it is back, so a dead or paused neighbour costs its
+neighbours one deadline, not one per round. Which SUB socket a message came in on says who sent it; a
+`src` that disagrees is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import zmq
 
 from agent.exchange import Outgoing, Received, RoundKinds
 from agent.publisher import Publisher
+from agent.rounds import RoundBook
 from protocol import sockets
 from protocol.audit import Outbox
 from protocol.codec import ProtocolError
@@ -60,9 +60,7 @@ class PeerLink:
             self.poller.register(sub, zmq.POLLIN)
         self.poller.register(pub, zmq.POLLIN)  # subscriptions: granted or refused as they come
         self.neighbors = tuple(sorted(peers))
-        self.early: dict[int, dict[tuple[int, Kind], Message]] = {}  # round -> (src, kind) -> message
-        self.gaps = 0
-        self.silent: set[int] = set()  # neighbours that missed their last round: waited for only briefly
+        self.book = RoundBook(me, inbox, log)  # which round messages we keep, gaps, silent neighbours
 
     def topics_from(self, j: int) -> list[bytes]:
         """The topics we subscribe to on neighbour j's publisher."""
@@ -86,9 +84,9 @@ class PeerLink:
             for kind, body in sorted(bodies.items()):
                 self.outbox.send(self.pub, kind, body, dest=f"agent:{j}", endpoint=self.pub_endpoint,
                                  topic=topic(kind, self.me, j), round=round_id)
-        got = self.early.pop(round_id, {})
+        got = self.book.begin(round_id)
         wanted = {(j, k) for j, kinds in expect.items() for k in kinds}
-        awaited = {(j, k) for j, k in wanted if j not in self.silent}  # a silent neighbour holds nobody up
+        awaited = self.book.awaited(expect)  # a silent neighbour holds nobody up
         end = time.monotonic() + deadline_s
         while not wanted <= got.keys() and (left := end - time.monotonic()) > 0:
             if awaited <= got.keys():  # only silent neighbours missing: a short grace, in case they are back
@@ -99,21 +97,7 @@ class PeerLink:
                     self.publisher.serve()
                 else:
                     self._receive(sock, round_id, got, rows)
-        received: Received = {}
-        for j, kinds in sorted(expect.items()):
-            missing = sorted(k.value for k in kinds if (j, k) not in got)
-            if missing:
-                self.gaps += 1
-                if j not in self.silent:
-                    log.warning("agent %d: round %d: no %s from neighbour %d within %.0fs (communication gap; "
-                                "not waiting for it again until it is back)", self.me, round_id,
-                                "/".join(missing), j, deadline_s)
-                self.silent.add(j)
-            elif j in self.silent:
-                log.info("agent %d: neighbour %d is back (round %d)", self.me, j, round_id)
-                self.silent.discard(j)
-            received[j] = {k: got[(j, k)].body for k in kinds if (j, k) in got}
-        return received
+        return self.book.settle(round_id, expect, got, deadline_s)
 
     def _receive(self, sub: zmq.Socket, round_id: int, got: dict, rows: int) -> None:
         j = self.subs[sub]
@@ -134,12 +118,8 @@ class PeerLink:
         problem = self._check(msg, topic_src, topic_dst, rows)
         if problem:
             self.inbox.drop("invalid", f"{kind.value} from neighbour {j}: {problem}")
-        elif msg.round < round_id or (msg.round == round_id and (j, kind) in got):
-            self.inbox.drop("stale", f"{kind.value} round {msg.round} from neighbour {j} (now {round_id})")
-        elif msg.round > round_id:
-            self.early.setdefault(msg.round, {})[(j, kind)] = msg
         else:
-            got[(j, kind)] = msg
+            self.book.offer(got, round_id, j, kind, msg.round, msg.body)
 
     def _check(self, msg: Message, topic_src: int, topic_dst: int | None, rows: int) -> str | None:
         """Shape and addressing checks against this run's spaces (the codec checks the rest)."""

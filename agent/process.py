@@ -2,9 +2,9 @@
 
 Lifecycle: bind our XPUB -> HELLO to the coordinator -> DIRECTORY (config, world spec, neighbours and
 their endpoints) -> connect one SUB per neighbour -> wait until every neighbour subscribed to us ->
-READY -> START -> per update: roll out against the env server in lockstep, (CL: report the rollout to
-the central learner and take its team advantage), then K exchange rounds with the neighbours, each
-followed by one gradient pass -> train.csv, checkpoint -> STOP.
+READY -> START -> the agent's loop (agent/driver.py: per update a rollout against the env server in
+lockstep, (CL: the team advantage from the central learner), K exchange rounds with the neighbours, each
+followed by one gradient pass, train.csv, checkpoint), its requests answered here over ZeroMQ -> STOP.
 """
 
 from __future__ import annotations
@@ -12,25 +12,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 import zmq
 
 from agent.baselines import make_learner
-from agent.baselines.cl import CLLearner
-from agent.env_link import RETRY_MARGIN_S, Behind, EnvLink
+from agent.driver import AgentDriver, Request, Reset, Step, TeamAdvantage, drive
+from agent.env_link import RETRY_MARGIN_S, EnvLink
 from agent.learner_link import LearnerLink
-from agent.ppo import PPOLearner
 from agent.peer_link import PeerLink
 from agent.publisher import MAX_SUBSCRIPTION_BYTES, SUBSCRIPTION_HWM
-from agent.records import load_checkpoints, missed_row, open_train_log, save_checkpoint
+from agent.records import load_checkpoints
 from protocol import sockets
 from protocol.audit import Outbox
 from protocol.auditlog import AuditLog
 from protocol.checkpoints import restore
-from protocol.config import RunConfig
-from protocol.csvlog import CsvLog
 from protocol.inbox import Inbox
 from protocol.keys import KeyRing, client_keys, server_keys
 from protocol.logsetup import Terminated
@@ -97,7 +94,7 @@ class AgentProcess:
         self.peers.wait_subscribed(self.opts.register_deadline_s)
         self.env = EnvLink(self.ctx, self.me, directory.envserver, self.outbox, self.inbox, directory.spec,
                            len(directory.neighbors), self.coordinator.check_stop, keys=self.keys)
-        if isinstance(learner, CLLearner):
+        if not learner.OWN_CRITIC:  # CL: its advantages come from the central learner
             if directory.learner is None:
                 raise RuntimeError("algo cl, but the DIRECTORY names no central learner")
             self.central = LearnerLink(self.ctx, directory.learner, self.outbox, self.inbox,
@@ -110,7 +107,8 @@ class AgentProcess:
         try:
             restore(lambda state: learner.load_state_dict(state["learner"]), saved, start.checkpoint,
                     self.run_dir.checkpoint(self.me))
-            self.train(learner, directory, start.update)
+            driver = AgentDriver(self.me, learner, config, directory.spec, self.run_dir, log, self.opts.tensorboard)
+            drive(driver.run(start.update), lambda request: self.answer(request, directory))
         except RunStopped:
             raise  # the coordinator knows: it told us
         except (Exception, Terminated) as err:
@@ -118,71 +116,22 @@ class AgentProcess:
             raise
         self.coordinator.stop("finished")
 
-    def train(self, learner: PPOLearner, directory: Directory, start: int) -> None:
-        """Updates `start` .. config.updates - 1, checkpointing on the run's schedule. When the env server
-        has moved on without us, we rejoin at the batch it names; the updates missed get rows of nan."""
-        config, spec = directory.config, directory.spec
-        rows = spec.horizon * spec.batch
-        train_log = open_train_log(self.run_dir, self.me, config.kept_episodes(start), self.opts.tensorboard)
-        update = start
-        try:
-            while update < config.updates:
-                self.coordinator.progress = update
-                try:
-                    self.rollout(learner, update, config, spec.horizon)
-                except Behind as behind:
-                    update = self.rejoin(learner, update, behind, config, train_log)
-                    continue
-                if isinstance(learner, CLLearner):
-                    try:
-                        # the central learner waits up to the reset deadline for the slowest report
-                        wait_s = config.reset_deadline_s + RETRY_MARGIN_S
-                        learner.receive_advantages(self.central.advantages(update, learner.report(), wait_s))
-                    except Behind as behind:  # the central learner went on without our report
-                        update = self.rejoin(learner, update, behind, config, train_log)
-                        continue
-                learner.begin_update()
-                for k in range(config.iterations):
-                    received = self.peers.exchange(update * config.iterations + k, learner.outgoing(k),
-                                                   learner.expected(k), rows, config.round_deadline_s)
-                    learner.update_step(k, received)
-                update += 1
-                episode = update * config.batch
-                train_log.append({"update": update, "episode": episode, **learner.end_update()})
-                if config.checkpoint_due(update):
-                    save_checkpoint(self.run_dir.checkpoint(self.me), update, episode, learner.state_dict())
-        finally:
-            train_log.close()
-
-    def rejoin(self, learner: PPOLearner, update: int, behind: Behind, config: RunConfig, train_log: CsvLog) -> int:
-        """Skip to the episode batch the env server says we can join; returns it. The missed updates get nan
-        rows, and the last checkpoint due among them is written (our state, unchanged), so a later resume
-        still finds an update every process holds."""
-        join = min(behind.episode, config.updates)
-        log.warning("agent %d: behind the env server (%s): %s", self.me, behind,
-                    f"missed updates {update + 1}..{join}" if join > update else f"redoing update {update + 1}")
-        for missed in range(update + 1, join + 1):
-            train_log.append(missed_row(missed, missed * config.batch))
-        due = [u for u in range(update + 1, join + 1) if config.checkpoint_due(u)]
-        if due:
-            learner.skip_to(due[-1])
-            save_checkpoint(self.run_dir.checkpoint(self.me), due[-1], due[-1] * config.batch, learner.state_dict())
-        learner.skip_to(join)
-        return join
-
-    def rollout(self, learner: PPOLearner, update: int, config: RunConfig, horizon: int) -> None:
-        """One episode batch in lockstep with the env server: act on our own observations only."""
+    def answer(self, request: Request, directory: Directory) -> Any:
+        """Answer one request of the agent's loop over ZeroMQ (raises Behind when the env server or the
+        central learner moved on without us)."""
+        config = directory.config
         retry_s = config.step_deadline_s + RETRY_MARGIN_S
         give_up_s = config.reset_deadline_s + retry_s
-        reply = self.env.reset(update, retry_s, give_up_s)
-        for t in range(1, horizon + 1):
-            actions = learner.act(reply.body["obs"], reply.body["mask"])
-            reply = self.env.step(update, t, np.asarray(actions, dtype=np.int64), retry_s, give_up_s)
-            if reply.body["default_used"]:
-                log.warning("agent %d: the env server used the default action for us at step %d", self.me, t)
-            body = reply.body
-            learner.record(body["reward"], body["terminated"], body["truncated"], body["obs"],
-                           executed=not body["default_used"])
+        if isinstance(request, Reset):
+            self.coordinator.progress = request.episode
+            return self.env.reset(request.episode, retry_s, give_up_s).body
+        if isinstance(request, Step):
+            return self.env.step(request.episode, request.step, request.actions, retry_s, give_up_s).body
+        if isinstance(request, TeamAdvantage):
+            # the central learner waits up to the reset deadline for the slowest report
+            return self.central.advantages(request.update, request.report, config.reset_deadline_s + RETRY_MARGIN_S)
+        rows = directory.spec.horizon * directory.spec.batch
+        return self.peers.exchange(request.round_id, request.out, request.expect, rows, config.round_deadline_s)
 
     def close(self) -> None:
         """Release sockets and write the receive-side accounting next to the audit log."""

@@ -54,10 +54,11 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def time_update(sim: Simulation, update: int) -> tuple[float, float]:
-    """(rollout + train seconds, train seconds) of one update, exactly as `Simulation.run` does it."""
+def time_update(sim: Simulation) -> tuple[float, float]:
+    """(rollout + train seconds, train seconds) of the next update of an open simulation, exactly as
+    `Simulation.run` plays it."""
     start = time.perf_counter()
-    sim.rollout((update + 1) * sim.config.batch)
+    sim.rollout()
     rolled = time.perf_counter()
     sim.train()
     done = time.perf_counter()

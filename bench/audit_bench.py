@@ -75,9 +75,9 @@ class TimedAgent:
         return actions
 
     def record(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-               next_obs: np.ndarray) -> None:
+               next_obs: np.ndarray, executed: bool = True) -> None:
         start = time.perf_counter()
-        self.learner.record(rewards, terminated, truncated, next_obs)
+        self.learner.record(rewards, terminated, truncated, next_obs, executed)
         self.elapsed += time.perf_counter() - start
 
     def begin_update(self) -> None:
@@ -108,6 +108,9 @@ class TimedAgent:
         self.update += 1
         self.step = 0
         return stats
+
+    def __getattr__(self, name: str) -> object:  # the rest of the learner (expected, state_dict, ...) untimed
+        return getattr(self.learner, name)
 
     def take(self) -> tuple[float, float]:
         """(total, sending) seconds since the last call, and reset both."""
@@ -147,10 +150,11 @@ def main() -> None:
                          sim.spec.n_actions, sim.learners[0].subscriptions())
         agent = TimedAgent(sim.learners[0], outboxes, peers, config.iterations)
         sim.learners[0] = agent
+        sim.open(progress=False)
         try:
             for update in range(warmup + args.updates):
                 agent.mode = abba(update)
-                sim.rollout((update + 1) * config.batch)
+                sim.rollout()
                 sim.train()
                 taken = agent.take()
                 if update >= warmup:
@@ -158,6 +162,7 @@ def main() -> None:
             sizes = {mode: audit.path.stat().st_size / audit.count for mode, audit in logs.items()}
             messages = sum(audit.count for audit in logs.values()) // (warmup + args.updates)
         finally:
+            sim.close()
             for audit in logs.values():
                 audit.close()
             sock.close()

@@ -29,7 +29,7 @@ def measure(sims: dict[str, Simulation], updates: int) -> dict[str, tuple[list[f
     order = list(sims)
     for update in range(updates + 1):
         for name in order if update % 2 else reversed(order):
-            total, train = time_update(sims[name], update)
+            total, train = time_update(sims[name])
             if update:  # update 0 warms caches and allocators
                 times[name][0].append(total)
                 times[name][1].append(train)
@@ -42,7 +42,13 @@ def bench_world(env: str, agents: int, batch: int, updates: int, prefix: str) ->
         sims = {algo: Simulation(resolve(None, {"env": env, "agents": agents, "batch": batch,
                                                 "episodes": (updates + 1) * batch, "algo": algo}), Path(tmp) / algo)
                 for algo in ("ss", "ippo")}
-        times = measure(sims, updates)
+        for sim in sims.values():
+            sim.open(progress=False)
+        try:
+            times = measure(sims, updates)
+        finally:
+            for sim in sims.values():
+                sim.close()
     config = sims["ss"].config
     explain(f"{env}, {agents} agents, batch {batch}, K={config.iterations}, hidden {config.hidden}; "
             f"median of {updates} updates after 1 warm-up, ss and ippo interleaved")

@@ -239,9 +239,9 @@ def raw_lockstep(clients: int, request_bytes: int, reply_bytes: int, count: int,
 # ---- the bench -------------------------------------------------------------------------------------
 
 
-def sim_updates(sim: Simulation, first: int, count: int) -> list[tuple[float, float]]:
-    """(rollout + train, train) seconds of each of `count` updates of the in-process simulation."""
-    return [time_update(sim, u) for u in range(first, first + count)]
+def sim_updates(sim: Simulation, count: int) -> list[tuple[float, float]]:
+    """(rollout + train, train) seconds of each of the next `count` updates of the in-process simulation."""
+    return [time_update(sim) for _ in range(count)]
 
 
 def cluster_run(config: RunConfig, out: Path) -> float:
@@ -268,10 +268,12 @@ def main() -> None:
     timed = args.updates - 1
     with tempfile.TemporaryDirectory() as tmp:
         sim = Simulation(config, Path(tmp) / "sim")
-        time_update(sim, 0)  # warm-up
-        sim_times = sim_updates(sim, 1, timed // 2)
+        sim.open(progress=False)
+        time_update(sim)  # warm-up
+        sim_times = sim_updates(sim, timed // 2)
         launched = cluster_run(config, Path(tmp) / "cluster")
-        sim_times += sim_updates(sim, 1 + timed // 2, timed - timed // 2)
+        sim_times += sim_updates(sim, timed - timed // 2)
+        sim.close()
         rd = RunDir(Path(tmp) / "cluster")
         batches = obs_batches(rd.process_audit("envserver"))
         step_bytes = payload_bytes(rd.audit(0), "STEP")

@@ -1,35 +1,45 @@
 """`ss-sim`: N learners and the world in one process, exchanging through memory.
 
-This is the reference the multi-process runtime must match bit for bit: it drives exactly the learner
-code the agent processes run, with the same seeds, in the same order of operations per agent.
+This is the reference the multi-process runtime must match bit for bit. Every agent runs the very loop an
+`ss-agent` process runs (agent/driver.py); here its requests are answered in memory, all agents' at once:
+the world reset or stepped as the env server does it, the round's messages routed as the network would
+deliver them, CL's team advantage computed as the central learner does.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from agent.exchange import route_in_memory
 from agent.baselines import make_learner
-from agent.baselines.cl import CLLearner
 from agent.central_critic import CentralCritic
-from agent.records import load_checkpoints, open_central_log, open_train_log, save_checkpoint
+from agent.driver import AgentDriver, Exchange, Request, Reset, Step, TeamAdvantage, advance
+from agent.records import load_checkpoints, open_central_log, save_checkpoint
+from agent.rounds import MemoryNetwork, RoundBook
 from coordinator.progress import RunProgress
-from protocol.topology import project_mask, resolve_neighbors
 from envserver.metrics import BatchReturns, metric_columns
-from envserver.worlds import World, make_world
+from envserver.observe import observation
+from envserver.worlds import StepResult, World, make_world
+from protocol.topology import project_mask, resolve_neighbors
 from protocol.checkpoints import discard, read_json, resume_point, save_json, versions
 from protocol.config import RunConfig, write_toml
 from protocol.csvlog import CsvLog
+from protocol.inbox import Inbox
 from protocol.rundir import RunDir
 
 
-class Simulation:
-    """One in-process run: the world, one Learner per agent (and CL's central critic), and the run directory."""
+log = logging.getLogger("ss-sim")
 
-    def __init__(self, config: RunConfig, out: Path, tensorboard: bool = False):
+class Simulation:
+    """One in-process run: the world, one Learner per agent (and CL's central critic), and the run directory.
+    `network` delivers the exchange rounds (tests pass one whose `deliver` loses, repeats or delays)."""
+
+    def __init__(self, config: RunConfig, out: Path, tensorboard: bool = False,
+                 network: type[MemoryNetwork] = MemoryNetwork):
         self.config = config
         self.run_dir = RunDir(out)
         self.tensorboard = tensorboard  # also write metrics and every agent's train log as TensorBoard events
@@ -40,6 +50,8 @@ class Simulation:
         # CL: the central learner's critic, driven exactly as agent/central.py drives it
         self.central = CentralCritic(self.spec, config) if config.algo == "cl" else None
         self.start_update = 0
+        self.network = network({i: RoundBook(i, Inbox(f"agent {i}", log), log) for i in range(config.agents)},
+                               self.neighbors)
 
     def resume(self) -> int:
         """Load the newest checkpoint that every learner and the world hold (protocol/checkpoints.py), if
@@ -64,6 +76,14 @@ class Simulation:
 
     def run(self, progress: bool = True) -> None:
         """Train for config.updates episode batches, writing metrics, train logs and checkpoints."""
+        self.open(progress)
+        try:
+            self.play(lambda requests: False)
+        finally:
+            self.close()
+
+    def open(self, progress: bool = True) -> None:
+        """Start every agent's loop (agent/driver.py, as in `ss-agent`) up to its first request."""
         torch.set_num_threads(1)
         config, rd = self.config, self.run_dir
         rd.make(config.agents)
@@ -72,72 +92,78 @@ class Simulation:
             for path in (*map(rd.checkpoint, range(config.agents)), rd.central_checkpoint, rd.world_checkpoint):
                 discard(path)
         keep = config.kept_episodes(self.start_update)
-        metrics = CsvLog(rd.metrics, metric_columns(self.world), keep, rd.tensorboard if self.tensorboard else None)
-        train_logs = [open_train_log(rd, i, keep, self.tensorboard) for i in range(config.agents)]
-        if self.central is not None:
-            train_logs.append(open_central_log(rd, keep))
-        bar = RunProgress(config, self.start_update, enabled=progress)
-        try:
-            for update in range(self.start_update, config.updates):
-                episode = (update + 1) * config.batch
-                row = self.rollout(episode)
-                metrics.append(row)
-                for i, stats in enumerate(self.train()):  # CL: the central critic's stats last
-                    train_logs[i].append({"update": update + 1, "episode": episode, **stats})
-                if config.checkpoint_due(update + 1):
-                    self.checkpoint(update + 1, episode)
-                bar.advance(row)
-        finally:
-            bar.close()
-            metrics.close()
-            for log in train_logs:
-                log.close()
+        self.metrics = CsvLog(rd.metrics, metric_columns(self.world), keep, rd.tensorboard if self.tensorboard else None)
+        self.central_log = open_central_log(rd, keep) if self.central is not None else None
+        self.bar = RunProgress(config, self.start_update, enabled=progress)
+        self.loops = {i: AgentDriver(i, learner, config, self.spec, rd, log, self.tensorboard).run(self.start_update)
+                      for i, learner in enumerate(self.learners)}
+        self.requests = {i: next(loop) for i, loop in self.loops.items()}
 
-    def rollout(self, episodes_so_far: int) -> dict[str, object]:
-        """Play one episode batch in every parallel world; returns its metrics.csv row."""
-        returns = BatchReturns(self.world)
-        result = self.world.reset()
-        for _ in range(self.spec.horizon):
-            actions = np.stack([
-                learner.act(result.obs[i], self.mask(i, result.masks[i]))
-                for i, learner in enumerate(self.learners)
-            ])
-            result = self.world.step(actions)
-            returns.add(result.rewards)
-            for i, learner in enumerate(self.learners):
-                learner.record(result.rewards[i], result.terminated[i], result.truncated[i], result.obs[i])
-        return returns.row(episodes_so_far)
+    def play(self, until: Callable[[dict[int, Request]], bool]) -> None:
+        """Answer the agents' requests, all together, until `until(requests)` holds or every loop has ended."""
+        while self.requests and not until(self.requests):
+            asked = self.requests
+            replies = self.answer(asked)
+            self.requests = {i: request for i, loop in self.loops.items() if (request := advance(loop, replies[i]))}
+            if isinstance(asked[0], Exchange) and not isinstance(self.requests.get(0), Exchange):
+                self.end_update(self.requests[0].episode if self.requests else self.config.updates)
+
+    def rollout(self) -> None:
+        """Play the next episode batch (the agents then wait for their first exchange round)."""
+        self.play(lambda requests: not isinstance(requests[0], (Reset, Step)))
+
+    def train(self) -> None:
+        """Play the rest of the update: every exchange round and gradient pass, train logs, checkpoints."""
+        self.play(lambda requests: isinstance(requests[0], Reset))
+
+    def close(self) -> None:
+        for loop in self.loops.values():
+            loop.close()
+        self.bar.close()
+        self.metrics.close()
+        if self.central_log is not None:
+            self.central_log.close()
+
+    def answer(self, requests: dict[int, Request]) -> dict[int, Any]:
+        """Every agent's reply to its request, all asked in lockstep: the world's reset or step (as the env
+        server plays it), the central critic's team advantage (as the central learner computes it), or the
+        round's messages, routed as the network would."""
+        first = requests[0]
+        if any(type(request) is not type(first) for request in requests.values()):
+            raise RuntimeError(f"agents out of lockstep: {sorted({type(r).__name__ for r in requests.values()})}")
+        if isinstance(first, Reset):
+            self.returns = BatchReturns(self.world)
+            return self.observations(self.world.reset(), first.episode, 0)
+        if isinstance(first, Step):
+            result = self.world.step(np.stack([requests[i].actions for i in sorted(requests)]))
+            self.returns.add(result.rewards)
+            if first.step == self.spec.horizon:
+                row = self.returns.row((first.episode + 1) * self.config.batch)
+                self.metrics.append(row)
+                self.bar.advance(row)
+            return self.observations(result, first.episode, first.step)
+        if isinstance(first, TeamAdvantage):
+            advantages = self.central.advantages([requests[i].report for i in sorted(requests)])
+            return {i: {"advantages": advantages} for i in requests}
+        return self.network.exchange(first.round_id, {i: request.out for i, request in requests.items()},
+                                     {i: request.expect for i, request in requests.items()})
+
+    def observations(self, result: StepResult, episode: int, step: int) -> dict[int, dict[str, object]]:
+        """Every agent's OBS body, as the env server sends it."""
+        return {i: observation(result, i, episode, step, self.mask(i, result.masks[i]), False)
+                for i in range(self.config.agents)}
+
+    def end_update(self, update: int) -> None:
+        """Update `update` is done by every agent (each wrote its train.csv row and checkpoint): CL's critic
+        steps, then the world's checkpoint when due (the resume point is consistent only when all agree)."""
+        episode = update * self.config.batch
+        if self.central is not None:
+            self.central_log.append({"update": update, "episode": episode, **self.central.fit()})
+            if self.config.checkpoint_due(update):
+                save_checkpoint(self.run_dir.central_checkpoint, update, episode, self.central.state_dict())
+        if self.config.checkpoint_due(update):
+            save_json(self.run_dir.world_checkpoint, {"update": update, "world": self.world.get_state()})
 
     def mask(self, agent_id: int, world_mask: np.ndarray) -> np.ndarray:
         """The world's neighbour mask restricted to this agent's neighbours."""
         return project_mask(self.spec.candidates[agent_id], world_mask, self.neighbors[agent_id])
-
-    def train(self) -> list[dict[str, float]]:
-        """K exchange rounds, each followed by one gradient pass of every learner (Algorithm 1). CL: first the
-        central critic's team advantage to every agent, and its K critic steps at the end."""
-        if self.central is not None:
-            advantages = self.central.advantages([learner.report() for learner in self.cl_learners()])
-            for learner in self.cl_learners():
-                learner.receive_advantages({"advantages": advantages})
-        for learner in self.learners:
-            learner.begin_update()
-        for k in range(self.config.iterations):
-            outgoing = {i: learner.outgoing(k) for i, learner in enumerate(self.learners)}
-            inboxes = route_in_memory(outgoing, self.neighbors)
-            for i, learner in enumerate(self.learners):
-                learner.update_step(k, inboxes[i])
-        stats = [learner.end_update() for learner in self.learners]
-        return stats if self.central is None else [*stats, self.central.fit()]
-
-    def cl_learners(self) -> list[CLLearner]:
-        """The learners as CL agents (algo cl only)."""
-        return [learner for learner in self.learners if isinstance(learner, CLLearner)]
-
-    def checkpoint(self, update: int, episode: int) -> None:
-        """Every learner's checkpoint (CL: and the central critic's), then the world's (the resume point is
-        consistent only when all agree)."""
-        for i, learner in enumerate(self.learners):
-            save_checkpoint(self.run_dir.checkpoint(i), update, episode, learner.state_dict())
-        if self.central is not None:
-            save_checkpoint(self.run_dir.central_checkpoint, update, episode, self.central.state_dict())
-        save_json(self.run_dir.world_checkpoint, {"update": update, "world": self.world.get_state()})

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from envserver.metrics import BatchReturns, metric_columns
+from envserver.observe import observation
 from envserver.worlds import StepResult, make_world
 from protocol import sockets
 from protocol.checkpoints import read_json, restore, save_json, versions
@@ -96,17 +97,8 @@ class EnvServer(AgentFacing):
         """Each agent its own observation, reward and mask, nothing of anyone else's; an agent that missed
         the deadline gets its reply too (`default_used`), so it can catch up instead of waiting."""
         for i in self.routes:
-            body = {
-                "episode": episode,
-                "to": i,
-                "obs": np.ascontiguousarray(result.obs[i]),
-                "terminated": np.ascontiguousarray(result.terminated[i]),
-                "truncated": np.ascontiguousarray(result.truncated[i]),
-                "mask": project_mask(self.spec.candidates[i], result.masks[i], self.neighbors[i]),
-                "default_used": i in defaulted,
-            }
-            if step > 0:
-                body["reward"] = np.ascontiguousarray(result.rewards[i])
+            mask = project_mask(self.spec.candidates[i], result.masks[i], self.neighbors[i])
+            body = observation(result, i, episode, step, mask, i in defaulted)
             self._send(i, Kind.OBS, body, step)
 
     def _send(self, agent: int, kind: Kind, body: dict, step: int) -> None:

@@ -99,3 +99,19 @@ def test_a_cut_link_past_the_heartbeat_timeout_heals_and_the_run_completes(tmp_p
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 120
     assert sum(int(r.split(",")[3]) for r in rows[1:]) > 0  # the cut cost agent 1 default actions
+
+
+@pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
+def test_a_host_without_the_address_to_bind_is_one_line_and_a_clean_stop(tmp_path: Path) -> None:
+    """An env server told to bind host 1's address on host 0 (which has no such interface) says so in one
+    line and exits 1; nothing of it is left running."""
+    with Network(2) as net:
+        done = subprocess.run(net.cmd(0, script("ss-envserver"), "--bind", f"tcp://{net.address(1)}:5560",
+                                      "--insecure", "--out", str(tmp_path / "run")),
+                              capture_output=True, text=True, timeout=60)
+        left = subprocess.run(["ip", "netns", "pids", net.names[0]], capture_output=True, text=True).stdout
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"ss-envserver: Cannot assign requested address (addr='tcp://{net.address(1)}:5560'): that address is not "
+        "on this machine: bind one of its own"]
+    assert left.strip() == ""

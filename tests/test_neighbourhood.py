@@ -31,21 +31,24 @@ def test_learners_exchange_only_with_partners_and_skip_silent_updates(tmp_path: 
     config = resolve(None, {"env": "predation", "agents": 4, "episodes": 8, "batch": 2, "partners": 1,
                             "comm_every": 2})
     sim = Simulation(config, tmp_path / "run")
-    sim.rollout(2)
-    for learner in sim.learners:
-        learner.begin_update()
-    learner = sim.learners[0]
-    first, later = learner.expected(0), learner.expected(1)
-    assert set(first) == {1, 2, 3}  # every neighbour's DIST (actions) in the first round ...
-    assert sum(len(kinds) == 2 for kinds in first.values()) == 1  # ... and DIST+SUGG from one partner
-    assert len(later) == 1 and next(iter(later.values())) == {"DIST", "SUGG"}
-    sent = sum(len(l.outgoing(1).addressed) for l in sim.learners)
-    assert sent == 4  # one suggestion per agent per round, to whoever picked its sender
-    stats = [l.end_update() for l in sim.learners]
-    assert all(s["comm_gaps"] == 0 for s in stats)
-    sim.rollout(4)  # the second update (index 1) has no exchange at all
-    learner.begin_update()
-    assert learner.expected(0) == {} and learner.outgoing(0) == Outgoing()
+    sim.open(progress=False)
+    try:
+        sim.rollout()  # every agent's loop now asks for round 0 of update 0
+        first = sim.requests[0].expect
+        assert set(first) == {1, 2, 3}  # every neighbour's DIST (actions) in the first round ...
+        assert sum(len(kinds) == 2 for kinds in first.values()) == 1  # ... and DIST+SUGG from one partner
+        sim.play(lambda requests: requests[0].round_id == 1)
+        later = sim.requests[0].expect
+        assert len(later) == 1 and next(iter(later.values())) == {"DIST", "SUGG"}
+        sent = sum(len(request.out.addressed) for request in sim.requests.values())
+        assert sent == 4  # one suggestion per agent per round, to whoever picked its sender
+        sim.train()
+        sim.rollout()  # the second update (index 1) has no exchange at all
+        assert sim.requests[0].expect == {} and sim.requests[0].out == Outgoing()
+    finally:
+        sim.close()
+    rows = (tmp_path / "run" / "agents" / "0" / "train.csv").read_text().splitlines()
+    assert float(rows[1].split(",")[rows[0].split(",").index("comm_gaps")]) == 0
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ The scan is static (ast) over agent/, coordinator/, envserver/ and protocol/; on
 may touch a socket's send methods. Two kinds of `.send(...)` call are not socket sends and are allowed:
 `Outbox.send`, recognised by its keyword-only `dest=` and `endpoint=` arguments (which a ZeroMQ
 socket's `send` would reject), and `self.send(...)` inside a class that defines its own `send` (that
-method is scanned too, so it must itself go through the outbox).
+method is scanned too, so it must itself go through the outbox), and `.send` on a parameter annotated
+`Loop`: resuming an agent's loop (agent/driver.py), a generator, with the reply to its request.
 """
 
 from __future__ import annotations
@@ -31,18 +32,28 @@ def _is_own_method_call(node: ast.Attribute, classes_with_send: list[bool]) -> b
         and classes_with_send[-1]
 
 
+def _loop_parameters(node: ast.AST) -> frozenset[str]:
+    """The parameters of a function annotated `Loop` (an agent's loop: a generator, not a socket)."""
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return frozenset()
+    return frozenset(a.arg for a in node.args.args if isinstance(a.annotation, ast.Name) and a.annotation.id == "Loop")
+
+
 def find_sends(source: str, filename: str = "<snippet>") -> list[str]:
     """Every use of a send method in `source` that does not go through the outbox, as "file:line: .name"."""
     found: list[str] = []
 
-    def visit(node: ast.AST, parent: ast.AST | None, classes_with_send: list[bool]) -> None:
+    def visit(node: ast.AST, parent: ast.AST | None, classes_with_send: list[bool],
+              loops: frozenset[str] = frozenset()) -> None:
+        loops = _loop_parameters(node) or loops
         if isinstance(node, ast.ClassDef):
             defines_send = any(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) and b.name == "send"
                                for b in node.body)
             classes_with_send = [*classes_with_send, defines_send]
         if isinstance(node, ast.Attribute) and node.attr in SEND_METHODS:
             allowed = node.attr == "send" and (_is_outbox_call(node, parent)
-                                               or _is_own_method_call(node, classes_with_send))
+                                               or _is_own_method_call(node, classes_with_send)
+                                               or (isinstance(node.value, ast.Name) and node.value.id in loops))
             if not allowed:
                 found.append(f"{filename}:{node.lineno}: .{node.attr}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
@@ -50,7 +61,7 @@ def find_sends(source: str, filename: str = "<snippet>") -> list[str]:
                 and node.args[1].value in SEND_METHODS:
             found.append(f"{filename}:{node.lineno}: getattr(..., {node.args[1].value!r})")
         for child in ast.iter_child_nodes(node):
-            visit(child, node, classes_with_send)
+            visit(child, node, classes_with_send, loops)
 
     visit(ast.parse(source, filename), None, [])
     return found
@@ -62,6 +73,12 @@ def test_only_the_choke_point_sends() -> None:
     stray = [hit for p in files if p.relative_to(ROOT) != CHOKE_POINT
              for hit in find_sends(p.read_text(), str(p.relative_to(ROOT)))]
     assert stray == [], "sends that bypass protocol.audit.Outbox:\n" + "\n".join(stray)
+
+
+def test_scanner_allows_resuming_an_agent_loop_and_nothing_else() -> None:
+    assert find_sends("def advance(loop: Loop, reply):\n    return loop.send(reply)\n") == []
+    assert find_sends("def advance(loop: Loop, sock):\n    sock.send(b'x')\n") == ["<snippet>:2: .send"]
+    assert find_sends("def advance(loop, reply):\n    return loop.send(reply)\n") == ["<snippet>:2: .send"]
 
 
 def test_scanner_flags_every_send_method() -> None:

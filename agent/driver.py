@@ -91,7 +91,7 @@ class AgentDriver:
             while self.update < config.updates:
                 try:
                     yield from self.rollout(self.update)
-                    if not learner.OWN_CRITIC:  # CL: the central learner's team advantage stands in for it
+                    if config.algorithm.central_learner:  # CL: the team advantage replaces our own
                         learner.receive_advantages((yield TeamAdvantage(self.update, learner.report())))
                 except Behind as behind:
                     self.update = self.rejoin(self.update, behind, train_log)

@@ -25,7 +25,7 @@ class Learner(PPOLearner):
 
     def __init__(self, agent_id: int, spec: WorldSpec, candidates: tuple[int, ...],
                  config: RunConfig):
-        super().__init__(agent_id, spec, () if config.algo == "ippo" else tuple(candidates), config)
+        super().__init__(agent_id, spec, tuple(candidates) if config.algorithm.peers else (), config)
 
     def build_nets(self) -> None:
         """A suggestion head pi_ij per candidate j (after pi_ii and V_i, on agent i's seed)."""

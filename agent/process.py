@@ -94,7 +94,7 @@ class AgentProcess:
         self.peers.wait_subscribed(self.opts.register_deadline_s)
         self.env = EnvLink(self.ctx, self.me, directory.envserver, self.outbox, self.inbox, directory.spec,
                            len(directory.neighbors), self.coordinator.check_stop, keys=self.keys)
-        if not learner.OWN_CRITIC:  # CL: its advantages come from the central learner
+        if config.algorithm.central_learner:  # CL: its advantages come from the central learner
             if directory.learner is None:
                 raise RuntimeError("algo cl, but the DIRECTORY names no central learner")
             self.central = LearnerLink(self.ctx, directory.learner, self.outbox, self.inbox,

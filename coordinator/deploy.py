@@ -71,7 +71,7 @@ class Process:
 def processes(config: RunConfig, k8s: bool) -> list[Process]:
     """Coordinator, env server, (CL's learner), agents, with their DNS names under k8s or Compose."""
     servers = [("coordinator", COORDINATOR_ID), ("envserver", ENVSERVER_ID),
-               *([("learner", CENTRAL_LEARNER_ID)] if config.algo == "cl" else [])]
+               *([("learner", CENTRAL_LEARNER_ID)] if config.algorithm.central_learner else [])]
     found = [Process(role, role, src, f"{role}-0.{role}" if k8s else role) for role, src in servers]
     for i in range(config.agents):
         name = f"agent-{i}"

@@ -121,7 +121,7 @@ class Cluster:
                                         *([] if self.resume else ["--no-resume"])], logs / "coordinator.log"),
             Child("envserver", None, [py, "-m", "envserver", *pinned("envserver"), *board, *common], logs / "envserver.log"),
         ]
-        if self.config.algo == "cl":
+        if self.config.algorithm.central_learner:
             children.append(Child("learner", None, [py, "-m", "agent.central", *pinned("learner"), *common],
                                   logs / "learner.log"))
         for i in range(self.config.agents):
@@ -133,7 +133,7 @@ class Cluster:
         """DIR/keys with a key pair for every process of this run (made once, kept for resumed runs)."""
         keys = self.run_dir.root / "keys"
         keys.mkdir(parents=True, exist_ok=True)
-        for name in run_key_names(self.config.agents, self.config.algo == "cl"):
+        for name in run_key_names(self.config.agents, self.config.algorithm.central_learner):
             if not (keys / f"{name}.key_secret").exists():
                 generate_keypair(keys, name)
         return keys

@@ -139,7 +139,7 @@ class RayCluster(Cluster):
 
     def bundle(self, role: str, id: int | None) -> int:
         """Bundle index of a process: coordinator, env server, (CL's learner), then the agents."""
-        fixed = ["coordinator", "envserver", *(["learner"] if self.config.algo == "cl" else [])]
+        fixed = ["coordinator", "envserver", *(["learner"] if self.config.algorithm.central_learner else [])]
         return fixed.index(role) if role != "agent" else len(fixed) + id
 
     def start(self) -> None:
@@ -160,7 +160,7 @@ class RayCluster(Cluster):
             check_reachable(self.placement.address)
         new_ray = {} if self.placement.address else {"include_dashboard": False}  # a local Ray of our own
         ray.init(address=self.placement.address, logging_level="ERROR", log_to_driver=False, **new_ray)
-        count = 2 + (self.config.algo == "cl") + self.config.agents
+        count = 2 + self.config.algorithm.central_learner + self.config.agents
         nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
         if self.placement.strict and count > len(nodes):
             raise LaunchError(f"--ray-spread strict needs a node for each of the {count} processes; the Ray "

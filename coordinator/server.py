@@ -79,7 +79,7 @@ class Coordinator:
         self.started = False
         self._spec: WorldSpec | None = None
         # the non-agent processes the run needs, by sender id
-        self.servers = {ENVSERVER_ID: "envserver", **({CENTRAL_LEARNER_ID: "learner"} if config.algo == "cl" else {})}
+        self.servers = {ENVSERVER_ID: "envserver", **({CENTRAL_LEARNER_ID: "learner"} if config.algorithm.central_learner else {})}
 
     @property
     def expected(self) -> int:

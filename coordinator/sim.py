@@ -48,7 +48,7 @@ class Simulation:
         self.neighbors = resolve_neighbors(config, self.spec)
         self.learners = [make_learner(i, self.spec, self.neighbors[i], config) for i in range(config.agents)]
         # CL: the central learner's critic, driven exactly as agent/central.py drives it
-        self.central = CentralCritic(self.spec, config) if config.algo == "cl" else None
+        self.central = CentralCritic(self.spec, config) if config.algorithm.central_learner else None
         self.start_update = 0
         self.network = network({i: RoundBook(i, Inbox(f"agent {i}", log), log) for i in range(config.agents)},
                                self.neighbors)

@@ -12,6 +12,7 @@ from typing import Any
 
 import zmq
 
+from protocol.algorithms import ALGORITHMS
 from protocol.auditlog import AuditLog
 from protocol.codec import encode
 from protocol.messages import Kind, Message
@@ -30,18 +31,10 @@ class SendPolicy:
 _PROCESS_CONTROL = frozenset({Kind.HELLO, Kind.READY, Kind.STOP, Kind.HEARTBEAT})
 _AGENT_BASE = frozenset({Kind.RESET, Kind.STEP}) | _PROCESS_CONTROL
 
-# Agents, by algorithm (DESIGN.md section 4): what each may send, and which kinds may carry private fields.
-AGENT_POLICIES: dict[str, SendPolicy] = {
-    "ss": SendPolicy(_AGENT_BASE | {Kind.DIST, Kind.SUGG}),
-    "ippo": SendPolicy(_AGENT_BASE),
-    "vs": SendPolicy(_AGENT_BASE | {Kind.ADV}, private=frozenset({Kind.ADV})),
-    "vps": SendPolicy(_AGENT_BASE | {Kind.CRITIC_PARAMS}, private=frozenset({Kind.CRITIC_PARAMS})),
-    # PS: its actions and behaviour in DIST (for the joint ratio), every policy copy in POLICY_PARAMS
-    "ps": SendPolicy(_AGENT_BASE | {Kind.DIST, Kind.POLICY_PARAMS}, private=frozenset({Kind.POLICY_PARAMS})),
-    "imr": SendPolicy(_AGENT_BASE),
-    # CL: its rewards and observations to the central learner, nothing to any peer
-    "cl": SendPolicy(_AGENT_BASE | {Kind.REWARD}, private=frozenset({Kind.REWARD})),
-}
+# Agents, by algorithm (DESIGN.md section 4; protocol/algorithms.py): what each may send, and which kinds may
+# carry private fields.
+AGENT_POLICIES: dict[str, SendPolicy] = {name: SendPolicy(_AGENT_BASE | a.sends, a.private)
+                                         for name, a in ALGORITHMS.items()}
 
 # The other processes, by role; they send the same kinds whatever the algorithm.
 PROCESS_POLICIES: dict[str, SendPolicy] = {

@@ -15,20 +15,11 @@ from typing import Any
 
 import tomli_w
 
-# ss: Suggestion Sharing; ippo: independent PPO; baselines (DESIGN.md section 4, agent/baselines/): vs value
-# sharing, vps value-function parameter sharing, ps policy parameter sharing, imr intrinsic moral rewards,
-# cl a central critic on the sum of rewards in its own process (agent/central.py)
-ALGORITHMS = ("ss", "ippo", "vs", "vps", "ps", "imr", "cl")
-ALGORITHM_SUMMARIES = {  # one phrase each, for --help
-    "ss": "Suggestion Sharing: neighbours exchange action distributions and suggestions only",
-    "ippo": "independent PPO: shares nothing",
-    "vs": "value sharing: neighbours exchange their advantages",
-    "vps": "critic-parameter consensus with the neighbours",
-    "ps": "policy-parameter consensus with the neighbours",
-    "imr": "intrinsic moral reward: shares nothing, shapes its own reward",
-    "cl": "a central critic on the sum of rewards, in its own process: every agent sends it its rewards",
-}
-NO_PARTNER_PROTOCOL = ("vs", "vps", "ps")  # consensus/averaging over all neighbours: --partners is SS's
+from protocol.algorithms import ALGORITHMS as REGISTRY
+from protocol.algorithms import Algorithm
+
+ALGORITHMS = tuple(REGISTRY)  # protocol/algorithms.py: each one's contract with the runtime
+ALGORITHM_SUMMARIES = {name: a.summary for name, a in REGISTRY.items()}
 AUDIT_MODES = ("frames", "hashes")
 PRESETS = ("default", "paper")
 
@@ -105,6 +96,11 @@ class RunConfig:
         """Number of training updates: each consumes `batch` episodes."""
         return -(-self.episodes // self.batch)
 
+    @property
+    def algorithm(self) -> Algorithm:
+        """This run's algorithm: what its agents send, and whether it has peers or a central learner."""
+        return REGISTRY[self.algo]
+
     def checkpoint_due(self, updates_done: int) -> bool:
         """True when every process checkpoints after `updates_done` updates: every `checkpoint_every`,
         and at the end. One schedule for all of them, or a resumed run would find no common update."""
@@ -138,7 +134,7 @@ class RunConfig:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
         if not 0 <= self.imr_xi < float("inf"):
             raise ValueError(f"imr_xi must be finite and >= 0, got {self.imr_xi}")
-        if self.partners and self.algo in NO_PARTNER_PROTOCOL:
+        if self.partners and REGISTRY[self.algo].every_neighbour:
             raise ValueError(f"--partners (paper A.4) is SS's protocol; {self.algo} exchanges with every neighbour")
         for i, js in self.neighbors.items():
             for j in (i, *js):

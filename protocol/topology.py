@@ -16,7 +16,7 @@ from protocol.spec import WorldSpec
 def resolve_neighbors(config: RunConfig, spec: WorldSpec) -> dict[int, tuple[int, ...]]:
     """Neighbour ids per agent: none for the algorithms that share nothing with peers (IPPO, IMR, CL), else
     config.neighbors if given, else the world's candidates."""
-    if config.algo in ("ippo", "imr", "cl"):
+    if not config.algorithm.peers:
         return {i: () for i in range(spec.n_agents)}
     if config.neighbors:
         return {i: tuple(sorted(config.neighbors.get(i, ()))) for i in range(spec.n_agents)}

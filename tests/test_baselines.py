@@ -17,7 +17,7 @@ from agent.baselines.imr import imr_rewards, kind_actions
 from agent.baselines.ps import JointFactor, joint_ratio_loss
 from agent.baselines.vs import mean_advantage
 from agent.buffer import Rollout
-from agent.exchange import route_in_memory
+from tests.routing import route_in_memory
 from agent.learner import Learner
 from agent.nets import PolicyNet
 from agent.ss_loss import ss_loss

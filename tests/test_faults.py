@@ -83,7 +83,7 @@ def test_bad_peer_messages_are_dropped_and_the_good_ones_used(link_and_rogue) ->
     as_one.send(rogue, Kind.SUGG, {"to": 0, "probs": probs()}, topic=sugg_topic(1, 0), round=7, **common)
     as_one.send(rogue, Kind.DIST, dist, topic=dist_topic(1), round=7, **common)  # duplicate of round 7
     got = link.exchange(7, our_round(), {1: SS_ROUND.all}, ROWS, deadline_s=10.0)
-    assert set(got) == {1} and link.gaps == 0
+    assert set(got) == {1} and link.book.gaps == 0
     np.testing.assert_array_equal(got[1][Kind.DIST]["actions"], np.ones(ROWS))
     # the duplicate may arrive after the round closed; everything else has been counted by now
     assert inbox.dropped["invalid"] == 5 and inbox.dropped["unknown_sender"] == 1
@@ -93,7 +93,7 @@ def test_bad_peer_messages_are_dropped_and_the_good_ones_used(link_and_rogue) ->
 def test_a_silent_neighbour_costs_a_gap_not_a_deadlock(link_and_rogue) -> None:
     link, _, _ = link_and_rogue
     assert link.exchange(0, our_round(), {1: SS_ROUND.all}, ROWS, deadline_s=0.5) == {1: {}}
-    assert link.gaps == 1
+    assert link.book.gaps == 1
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from agent.exchange import route_in_memory
+from tests.routing import route_in_memory
 from protocol.messages import Kind
 from agent.learner import Learner
 from agent.nets import obs_tensor

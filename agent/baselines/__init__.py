@@ -9,6 +9,7 @@ from agent.baselines.vps import VPSLearner
 from agent.baselines.vs import VSLearner
 from agent.learner import Learner
 from agent.ppo import PPOLearner
+from protocol.algorithms import ALGORITHMS
 from protocol.config import RunConfig
 from protocol.spec import WorldSpec
 
@@ -21,6 +22,9 @@ LEARNERS: dict[str, type[PPOLearner]] = {
     "imr": IMRLearner,
     "cl": CLLearner,
 }
+
+
+assert LEARNERS.keys() == ALGORITHMS.keys(), "every algorithm of protocol/algorithms.py needs its learner here"
 
 
 def make_learner(agent_id: int, spec: WorldSpec, candidates: tuple[int, ...], config: RunConfig) -> PPOLearner:

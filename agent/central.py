@@ -18,13 +18,13 @@ import torch
 from agent.central_critic import CentralCritic, check_report
 from agent.exchange import Body
 from agent.records import load_checkpoints, open_central_log, save_checkpoint
-from protocol.checkpoints import restore
+from protocol.run.checkpoints import restore
 from protocol.cliopts import process_options, run_process
-from protocol.messages import CENTRAL_LEARNER_ID, Kind, Message
-from protocol.rundir import RunDir
-from protocol.rendezvous import Start
-from protocol.service import AgentFacing, Served
-from protocol.service import serve as run_service
+from protocol.wire.messages import CENTRAL_LEARNER_ID, Kind, Message
+from protocol.run.rundir import RunDir
+from protocol.transport.rendezvous import Start
+from protocol.transport.service import AgentFacing, Served
+from protocol.transport.service import serve as run_service
 
 log = logging.getLogger("ss-critic")
 

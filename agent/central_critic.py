@@ -23,8 +23,8 @@ from agent.exchange import Body
 from agent.nets import ValueNet, obs_tensor
 from agent.returns import gae, team_flags, valid_steps
 from agent.ss_loss import masked_mean
-from protocol.config import RunConfig
-from protocol.spec import WorldSpec
+from protocol.run.config import RunConfig
+from protocol.wire.spec import WorldSpec
 
 CENTRAL_CRITIC_STREAM = 0xCE27A1  # the central critic's initialisation, apart from every agent's own seed
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from protocol.cliopts import TENSORBOARD_OPTION, process_options, run_process
-from protocol.config import AUDIT_MODES
+from protocol.run.config import AUDIT_MODES
 
 def parse_ids(text: str | None, me: int) -> tuple[int, ...] | None:
     """'2,4' -> (2, 4); '' -> () (no neighbours); None -> None (take the topology from the coordinator).

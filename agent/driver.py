@@ -24,11 +24,11 @@ from agent.env_link import Behind
 from agent.exchange import Body, Outgoing
 from agent.ppo import PPOLearner
 from agent.records import missed_row, open_train_log, save_checkpoint
-from protocol.config import RunConfig
-from protocol.csvlog import CsvLog
-from protocol.messages import Kind
-from protocol.rundir import RunDir
-from protocol.spec import WorldSpec
+from protocol.run.config import RunConfig
+from protocol.run.csvlog import CsvLog
+from protocol.wire.messages import Kind
+from protocol.run.rundir import RunDir
+from protocol.wire.spec import WorldSpec
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ import numpy as np
 import zmq
 
 from agent.request import Requester
-from protocol.audit import Outbox
-from protocol.inbox import Inbox
-from protocol.keys import KeyRing
-from protocol.messages import ENVSERVER_ID, Kind, Message
-from protocol.spec import WorldSpec
+from protocol.audit.outbox import Outbox
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import KeyRing
+from protocol.wire.messages import ENVSERVER_ID, Kind, Message
+from protocol.wire.spec import WorldSpec
 
 
 class EnvServerUnavailable(RuntimeError):

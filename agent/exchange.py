@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.messages import Kind
+from protocol.wire.messages import Kind
 
 Body = dict[str, Any]
 Received = dict[int, dict[Kind, Body]]  # neighbour j -> the bodies j sent us this round, by kind

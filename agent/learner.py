@@ -15,9 +15,9 @@ from agent.neighbourhood import communicates, partners
 from agent.nets import PolicyNet
 from agent.ppo import PPOLearner, UpdateBatch, received_array
 from agent.ss_loss import NeighbourTerms, ss_loss
-from protocol.config import RunConfig
-from protocol.messages import Kind
-from protocol.spec import WorldSpec
+from protocol.run.config import RunConfig
+from protocol.wire.messages import Kind
+from protocol.wire.spec import WorldSpec
 
 
 class Learner(PPOLearner):

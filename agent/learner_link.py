@@ -9,10 +9,10 @@ import zmq
 from agent.env_link import Behind
 from agent.exchange import Body
 from agent.request import Requester
-from protocol.audit import Outbox
-from protocol.inbox import Inbox
-from protocol.keys import KeyRing
-from protocol.messages import CENTRAL_LEARNER_ID, Kind, Message
+from protocol.audit.outbox import Outbox
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import KeyRing
+from protocol.wire.messages import CENTRAL_LEARNER_ID, Kind, Message
 
 
 class CentralLearnerUnavailable(RuntimeError):

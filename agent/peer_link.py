@@ -21,13 +21,13 @@ import zmq
 from agent.exchange import Outgoing, Received, RoundKinds
 from agent.publisher import Publisher
 from agent.rounds import RoundBook
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.codec import ProtocolError
-from protocol.inbox import Inbox
-from protocol.keys import KeyRing, client_keys
-from protocol.messages import Kind, Message
-from protocol.topics import TOPIC_KINDS, parse_topic, topic
+from protocol.transport import sockets
+from protocol.audit.outbox import Outbox
+from protocol.wire.codec import ProtocolError
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import KeyRing, client_keys
+from protocol.wire.messages import Kind, Message
+from protocol.wire.topics import TOPIC_KINDS, parse_topic, topic
 
 log = logging.getLogger("ss-agent")
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from agent.nets import PolicyNet, obs_tensor, sample
-from protocol.config import RunConfig
-from protocol.spec import WorldSpec
+from protocol.run.config import RunConfig
+from protocol.wire.spec import WorldSpec
 
 
 def own_policy_state(learner_state: dict[str, Any], agent_id: int) -> dict[str, torch.Tensor]:

@@ -22,10 +22,10 @@ from agent.exchange import Outgoing, Received, RoundKinds
 from agent.nets import PolicyNet, ValueNet, obs_tensor, sample
 from agent.returns import gae
 from agent.ss_loss import LossTerms, masked_mean, ss_loss
-from protocol.config import RunConfig
-from protocol.messages import Kind
-from protocol.spec import WorldSpec
-from protocol.topology import resolve_neighbors
+from protocol.run.config import RunConfig
+from protocol.wire.messages import Kind
+from protocol.wire.spec import WorldSpec
+from protocol.run.topology import resolve_neighbors
 
 
 def derived_seed(seed: int, agent_id: int) -> int:

@@ -24,16 +24,16 @@ from agent.learner_link import LearnerLink
 from agent.peer_link import PeerLink
 from agent.publisher import MAX_SUBSCRIPTION_BYTES, SUBSCRIPTION_HWM
 from agent.records import load_checkpoints
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.auditlog import AuditLog
-from protocol.checkpoints import restore
-from protocol.inbox import Inbox
-from protocol.keys import KeyRing, client_keys, server_keys
+from protocol.transport import sockets
+from protocol.audit.outbox import Outbox
+from protocol.audit.log import AuditLog
+from protocol.run.checkpoints import restore
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import KeyRing, client_keys, server_keys
 from protocol.logsetup import Terminated
-from protocol.messages import COORDINATOR_ID
-from protocol.rendezvous import CoordinatorLink, Directory, RunStopped
-from protocol.rundir import RunDir
+from protocol.wire.messages import COORDINATOR_ID
+from protocol.transport.rendezvous import CoordinatorLink, Directory, RunStopped
+from protocol.run.rundir import RunDir
 
 log = logging.getLogger("ss-agent")
 

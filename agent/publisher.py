@@ -19,11 +19,11 @@ import time
 import zmq
 
 from agent.exchange import RoundKinds
-from protocol import sockets
-from protocol.codec import ProtocolError
-from protocol.inbox import Inbox
-from protocol.keys import key_name
-from protocol.topics import TOPIC_KINDS, parse_topic, topic
+from protocol.transport import sockets
+from protocol.wire.codec import ProtocolError
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import key_name
+from protocol.wire.topics import TOPIC_KINDS, parse_topic, topic
 
 # a topic is < 64 bytes, but CurveZMQ's handshake (INITIATE, ~300 bytes with metadata) passes the same limit:
 # 1024 is safe for both; a peer sending more upstream is disconnected

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from protocol.checkpoints import save_keeping_previous, versions
-from protocol.csvlog import CsvLog
-from protocol.rundir import RunDir
+from protocol.run.checkpoints import save_keeping_previous, versions
+from protocol.run.csvlog import CsvLog
+from protocol.run.rundir import RunDir
 
 TRAIN_COLUMNS = (
     "update", "episode", "policy_loss", "value_loss", "penalty", "kappa", "entropy",
@@ -36,7 +36,7 @@ def open_central_log(run_dir: RunDir, keep_until_episode: int | None = None) -> 
 
 
 def save_checkpoint(path: Path, update: int, episode: int, learner_state: dict[str, Any]) -> None:
-    """Write atomically, keeping the previous version (protocol/checkpoints.py): never a torn file."""
+    """Write atomically, keeping the previous version (protocol/run/checkpoints.py): never a torn file."""
     save_keeping_previous(path, lambda tmp: torch.save({"update": update, "episode": episode,
                                                         "learner": learner_state}, tmp))
 

@@ -11,11 +11,11 @@ from typing import Any, Callable
 
 import zmq
 
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.inbox import Inbox
-from protocol.keys import KeyRing, client_keys
-from protocol.messages import Kind, Message
+from protocol.transport import sockets
+from protocol.audit.outbox import Outbox
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import KeyRing, client_keys
+from protocol.wire.messages import Kind, Message
 
 # a reply -> None to accept it, or (drop reason, detail) to log and drop it
 ReplyCheck = Callable[[Message], tuple[str, str] | None]

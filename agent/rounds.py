@@ -13,8 +13,8 @@ import logging
 from typing import Any
 
 from agent.exchange import Outgoing, Received
-from protocol.inbox import Inbox
-from protocol.messages import Kind
+from protocol.transport.inbox import Inbox
+from protocol.wire.messages import Kind
 
 Got = dict[tuple[int, Kind], Any]  # (neighbour, kind) -> body, for the round under way
 

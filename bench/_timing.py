@@ -14,7 +14,7 @@ import time
 from typing import Any, Iterable
 
 from coordinator.sim import Simulation
-from protocol.config import RunConfig, resolve
+from protocol.run.config import RunConfig, resolve
 
 _RESULT = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)\s+(?P<value>\S+)\s+(?P<unit>\S+)(?:\s+(?P<note>.*))?$")
 

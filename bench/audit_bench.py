@@ -31,10 +31,10 @@ from agent.exchange import Outgoing, Received
 from agent.learner import Learner
 from agent.peer_link import PeerLink
 from coordinator.sim import Simulation
-from protocol.audit import Outbox
-from protocol.auditlog import AuditLog
-from protocol.inbox import Inbox
-from protocol.messages import Kind
+from protocol.audit.outbox import Outbox
+from protocol.audit.log import AuditLog
+from protocol.transport.inbox import Inbox
+from protocol.wire.messages import Kind
 
 MODES = ("frames", "hashes")
 ENDPOINT = "inproc://audit-bench"

@@ -26,10 +26,10 @@ import zmq
 from _timing import explain, median, result
 from agent.exchange import RoundKinds
 from agent.publisher import Publisher
-from protocol.codec import encode
-from protocol.inbox import Inbox
-from protocol.messages import Kind, Message
-from protocol.topics import topic
+from protocol.wire.codec import encode
+from protocol.transport.inbox import Inbox
+from protocol.wire.messages import Kind, Message
+from protocol.wire.topics import topic
 
 ROWS, ACTIONS, OBS = 30 * 16, 2, 8  # predation, batch 16
 

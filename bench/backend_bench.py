@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))  # the test helpers that build namespaces and Ray 
 
 from _timing import explain, median, predation, result  # noqa: E402
 from coordinator.launcher import run_cluster  # noqa: E402
-from protocol.config import RunConfig  # noqa: E402
-from protocol.rundir import RunDir  # noqa: E402
+from protocol.run.config import RunConfig  # noqa: E402
+from protocol.run.rundir import RunDir  # noqa: E402
 from runtime_bench import obs_batches, update_intervals  # noqa: E402
 from tests.netns import Network, unavailable  # noqa: E402
 from tests.procs import Processes, script  # noqa: E402

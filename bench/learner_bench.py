@@ -20,7 +20,7 @@ import torch
 
 from _timing import explain, median, result, time_update
 from coordinator.sim import Simulation
-from protocol.config import resolve
+from protocol.run.config import resolve
 
 
 def measure(sims: dict[str, Simulation], updates: int) -> dict[str, tuple[list[float], list[float]]]:

@@ -11,8 +11,8 @@ import timeit
 import msgpack
 import numpy as np
 
-from protocol.codec import decode, encode, validate
-from protocol.messages import Kind, Message
+from protocol.wire.codec import decode, encode, validate
+from protocol.wire.messages import Kind, Message
 
 ROWS, ACTIONS = 100, 9
 

@@ -29,12 +29,12 @@ import zmq
 from _timing import explain, median, predation, result, time_update
 from coordinator.launcher import free_port, run_cluster
 from coordinator.sim import Simulation
-from protocol.auditlog import AuditLog, Record, iter_records
-from protocol.codec import decode, encode
-from protocol.config import RunConfig
-from protocol.messages import ENVSERVER_ID, Kind, Message
-from protocol.rundir import RunDir
-from protocol.service import PRIVATE_TO_ADDRESSEE
+from protocol.audit.log import AuditLog, Record, iter_records
+from protocol.wire.codec import decode, encode
+from protocol.run.config import RunConfig
+from protocol.wire.messages import ENVSERVER_ID, Kind, Message
+from protocol.run.rundir import RunDir
+from protocol.transport.service import PRIVATE_TO_ADDRESSEE
 
 Batch = list[tuple[int, float]]  # (step, time) of every OBS the env server sent in one episode batch
 

@@ -14,8 +14,8 @@ import click
 
 from protocol.cliopts import (INSECURE_OPTION, KEYS_OPTION, TENSORBOARD_OPTION, check_endpoint,
                               refuse_open_plaintext)
-from protocol.config import ALGORITHM_SUMMARIES, ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
-from protocol.rundir import RunDir
+from protocol.run.config import ALGORITHM_SUMMARIES, ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
+from protocol.run.rundir import RunDir
 
 
 def catalogue(example: str) -> str:
@@ -131,7 +131,7 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
     sim.run(progress=not no_progress)
     click.echo(f"done: {config.updates} updates ({config.updates * config.batch} episodes) -> {out}", err=True)
     if render_to:
-        from coordinator.render import render_episode
+        from coordinator.research.render import render_episode
 
         click.echo(f"episode GIF -> {render_episode(out, Path(render_to))}", err=True)
 
@@ -207,8 +207,8 @@ def coordinator_main(config: RunConfig, out: Path, bind: str, run_id: str, no_re
     """
     from coordinator.server import Coordinator
     from protocol.cliopts import run_process
-    from protocol.keys import KeyRing
-    from protocol.messages import COORDINATOR_ID
+    from protocol.transport.keys import KeyRing
+    from protocol.wire.messages import COORDINATOR_ID
 
     refuse_open_plaintext(bind, keys_dir, insecure)
 

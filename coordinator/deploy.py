@@ -24,9 +24,9 @@ from typing import Any
 import click
 
 from coordinator.cli import run_options
-from protocol.config import RunConfig, write_toml
-from protocol.keys import generate_keypair, key_name
-from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID
+from protocol.run.config import RunConfig, write_toml
+from protocol.transport.keys import generate_keypair, key_name
+from protocol.wire.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID
 
 PORTS = {"coordinator": 5550, "envserver": 5560, "learner": 5565, "agent": 5570}
 RUN_DIR = "/run/ssmarl"  # each container's own run directory

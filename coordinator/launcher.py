@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coordinator.progress import RunProgress
-from protocol.config import RunConfig, write_toml
-from protocol.csvlog import read_rows
-from protocol.keys import generate_keypair, run_key_names
-from protocol.rundir import RunDir
+from protocol.run.config import RunConfig, write_toml
+from protocol.run.csvlog import read_rows
+from protocol.transport.keys import generate_keypair, run_key_names
+from protocol.run.rundir import RunDir
 
 if TYPE_CHECKING:
     from coordinator.ray_backend import RayPlacement

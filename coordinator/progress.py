@@ -6,7 +6,7 @@ import sys
 
 from tqdm import tqdm
 
-from protocol.config import RunConfig
+from protocol.run.config import RunConfig
 
 
 class RunProgress:

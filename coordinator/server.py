@@ -5,7 +5,7 @@ sends HELLO (its endpoint, optionally its neighbour list); once all N agents and
 registered, each gets a DIRECTORY (the resolved run config, the world spec, its neighbours and their
 endpoints, the env server's endpoint, and the central learner's for cl);
 each reports READY once its links are up (when resuming, with the updates it holds checkpoints of); then
-START is broadcast with the newest update every process holds (protocol/checkpoints.py), or 0. After
+START is broadcast with the newest update every process holds (protocol/run/checkpoints.py), or 0. After
 START the coordinator only watches (HEARTBEAT, STOP); the run does not depend on it.
 """
 
@@ -18,18 +18,18 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from protocol.topology import resolve_neighbors
+from protocol.run.topology import resolve_neighbors
 from envserver.worlds import make_world
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.auditlog import AuditLog
-from protocol.checkpoints import resume_point
-from protocol.config import RunConfig, write_toml
-from protocol.inbox import Inbox
-from protocol.keys import KeyRing, server_keys
-from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, Kind
-from protocol.rundir import RunDir
-from protocol.spec import WorldSpec
+from protocol.transport import sockets
+from protocol.audit.outbox import Outbox
+from protocol.audit.log import AuditLog
+from protocol.run.checkpoints import resume_point
+from protocol.run.config import RunConfig, write_toml
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import KeyRing, server_keys
+from protocol.wire.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, Kind
+from protocol.run.rundir import RunDir
+from protocol.wire.spec import WorldSpec
 
 log = logging.getLogger("ss-coordinator")
 

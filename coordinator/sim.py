@@ -24,12 +24,12 @@ from coordinator.progress import RunProgress
 from envserver.metrics import BatchReturns, metric_columns
 from envserver.observe import observation
 from envserver.worlds import StepResult, World, make_world
-from protocol.topology import project_mask, resolve_neighbors
-from protocol.checkpoints import discard, read_json, resume_point, save_json, versions
-from protocol.config import RunConfig, write_toml
-from protocol.csvlog import CsvLog
-from protocol.inbox import Inbox
-from protocol.rundir import RunDir
+from protocol.run.topology import project_mask, resolve_neighbors
+from protocol.run.checkpoints import discard, read_json, resume_point, save_json, versions
+from protocol.run.config import RunConfig, write_toml
+from protocol.run.csvlog import CsvLog
+from protocol.transport.inbox import Inbox
+from protocol.run.rundir import RunDir
 
 
 log = logging.getLogger("ss-sim")
@@ -54,7 +54,7 @@ class Simulation:
                                self.neighbors)
 
     def resume(self) -> int:
-        """Load the newest checkpoint that every learner and the world hold (protocol/checkpoints.py), if
+        """Load the newest checkpoint that every learner and the world hold (protocol/run/checkpoints.py), if
         any; returns the update to continue from. RuntimeError if they hold none in common."""
         saved = {f"agent {i}": load_checkpoints(self.run_dir.checkpoint(i)) for i in range(self.config.agents)}
         if self.central is not None:  # CL: the central critic's checkpoint must agree as well

@@ -19,4 +19,4 @@ for seed in ${SEEDS:-0 1 2}; do
   done
 done | xargs -P "$parallel" -L 1 sh -c \
   "\"$bin/ss-sim\" --env predation --agents $agents --episodes $episodes --batch 16 --no-progress --out \"$out/\$0\" \"\$@\" > \"$out/\$0.log\" 2>&1"
-"$bin/python" -m coordinator.summary "$out"/*/
+"$bin/python" -m coordinator.research.summary "$out"/*/

@@ -20,7 +20,7 @@ def main(coordinator: str, bind: str, advertise: str | None, out: str, run_id: s
     and counted in metrics.csv's missing_actions).
     """
     from envserver.server import serve
-    from protocol.rundir import RunDir
+    from protocol.run.rundir import RunDir
 
     run_process("ss-envserver", verbose, lambda: serve(coordinator, bind, run_id, RunDir(out), advertise=advertise,
                                                        keys_dir=keys_dir, tensorboard=tensorboard))

@@ -21,7 +21,7 @@ from pettingzoo import ParallelEnv
 
 from envserver.worlds import World, make_world
 from envserver.worlds.base import StepResult
-from protocol.config import PAPER_DEFAULTS
+from protocol.run.config import PAPER_DEFAULTS
 
 RENDER_MODES = ("ansi", "rgb_array")
 

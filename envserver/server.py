@@ -19,15 +19,15 @@ import numpy as np
 from envserver.metrics import BatchReturns, metric_columns
 from envserver.observe import observation
 from envserver.worlds import StepResult, make_world
-from protocol import sockets
-from protocol.checkpoints import read_json, restore, save_json, versions
-from protocol.csvlog import CsvLog
-from protocol.messages import ENVSERVER_ID, Kind, Message
-from protocol.rundir import RunDir
-from protocol.rendezvous import Start
-from protocol.service import AgentFacing, Served
-from protocol.service import serve as run_service
-from protocol.topology import project_mask, resolve_neighbors
+from protocol.transport import sockets
+from protocol.run.checkpoints import read_json, restore, save_json, versions
+from protocol.run.csvlog import CsvLog
+from protocol.wire.messages import ENVSERVER_ID, Kind, Message
+from protocol.run.rundir import RunDir
+from protocol.transport.rendezvous import Start
+from protocol.transport.service import AgentFacing, Served
+from protocol.transport.service import serve as run_service
+from protocol.run.topology import project_mask, resolve_neighbors
 
 log = logging.getLogger("ss-envserver")
 

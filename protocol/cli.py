@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from protocol.auditcompare import compare, comparison_json, format_comparison, run_traffic
-from protocol.auditcross import cross_check
-from protocol.auditlog import LogFormatError, Record, iter_records
-from protocol.auditreport import LogSource, Summary, describe_record, discover, format_table, summarise
-from protocol.auditverify import verify_log
-from protocol.config import load_toml
-from protocol.keys import generate_keypair, run_key_names
-from protocol.rundir import RunDir
+from protocol.audit.compare import compare, comparison_json, format_comparison, run_traffic
+from protocol.audit.cross import cross_check
+from protocol.audit.log import LogFormatError, Record, iter_records
+from protocol.audit.report import LogSource, Summary, describe_record, discover, format_table, summarise
+from protocol.audit.verify import verify_log
+from protocol.run.config import load_toml
+from protocol.transport.keys import generate_keypair, run_key_names
+from protocol.run.rundir import RunDir
 
 AUDIT_EPILOG = """\b
 Examples:

@@ -14,13 +14,13 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import sockets
-from protocol.audit import KindNotAllowed, Outbox, Tally, allowed_kinds
-from protocol.auditlog import AuditLog, Record, TornTail, iter_records
-from protocol.auditverify import verify_log
-from protocol.codec import ProtocolError, encode
-from protocol.messages import ENVSERVER_ID, Kind, Message
-from protocol.topics import dist_topic, sugg_topic
+from protocol.transport import sockets
+from protocol.audit.outbox import KindNotAllowed, Outbox, Tally, allowed_kinds
+from protocol.audit.log import AuditLog, Record, TornTail, iter_records
+from protocol.audit.verify import verify_log
+from protocol.wire.codec import ProtocolError, encode
+from protocol.wire.messages import ENVSERVER_ID, Kind, Message
+from protocol.wire.topics import dist_topic, sugg_topic
 
 RUN = "run-test"
 TIMEOUT_MS = 5000
@@ -345,7 +345,7 @@ def test_a_log_may_hold_consecutive_runs_each_beginning_with_hello(tmp_path: Pat
 
 
 def test_the_receive_summary_adds_up_over_sessions(tmp_path: Path) -> None:
-    from protocol.inbox import Inbox
+    from protocol.transport.inbox import Inbox
 
     path = tmp_path / "received.json"
     for session in range(2):

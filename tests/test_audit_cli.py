@@ -12,14 +12,14 @@ import pytest
 import zmq
 from click.testing import CliRunner, Result
 
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.auditlog import AuditLog
+from protocol.transport import sockets
+from protocol.audit.outbox import Outbox
+from protocol.audit.log import AuditLog
 from protocol.cli import audit_main, keys_main
-from protocol.config import RunConfig, write_toml
-from protocol.messages import ENVSERVER_ID, Kind
-from protocol.rundir import RunDir
-from protocol.topics import dist_topic, sugg_topic
+from protocol.run.config import RunConfig, write_toml
+from protocol.wire.messages import ENVSERVER_ID, Kind
+from protocol.run.rundir import RunDir
+from protocol.wire.topics import dist_topic, sugg_topic
 
 RUN = "cli-run"
 ROWS = 2

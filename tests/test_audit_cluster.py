@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.rundir import RunDir
+from protocol.run.rundir import RunDir
 from tests.procs import Processes, script
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real multi-process clusters

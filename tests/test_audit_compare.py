@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from protocol.auditcompare import compare, run_traffic
-from protocol.auditreport import discover, summarise
+from protocol.audit.compare import compare, run_traffic
+from protocol.audit.report import discover, summarise
 from tests.procs import Processes, script
 
 pytestmark = pytest.mark.slow  # real multi-process clusters

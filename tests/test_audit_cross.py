@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from protocol.auditcross import addressed_to, cross_check
-from protocol.auditlog import Record, iter_records
+from protocol.audit.cross import addressed_to, cross_check
+from protocol.audit.log import Record, iter_records
 from tests.procs import Processes, script, start_by_hand, wait_until
 
 

@@ -17,12 +17,12 @@ import pytest
 import zmq
 
 from coordinator.launcher import free_port
-from protocol.auditlog import Record, frame_digest, iter_records
-from protocol.auditreport import summarise
-from protocol.codec import decode
-from protocol.messages import ENVSERVER_ID
-from protocol.rundir import RunDir
-from protocol.topics import sugg_topic
+from protocol.audit.log import Record, frame_digest, iter_records
+from protocol.audit.report import summarise
+from protocol.wire.codec import decode
+from protocol.wire.messages import ENVSERVER_ID
+from protocol.run.rundir import RunDir
+from protocol.wire.topics import sugg_topic
 from tests.procs import Processes, script, wait_until
 from tests.wiretap import WireTap, ZmtpError, ZmtpStream, parse_zmtp
 

@@ -13,11 +13,11 @@ import zmq
 
 from agent.exchange import RoundKinds
 from agent.publisher import Publisher
-from protocol import sockets
-from protocol.inbox import Inbox
-from protocol.keys import KeyRing, client_keys, generate_keypair, run_key_names, server_keys
-from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, Kind
-from protocol.topics import topic
+from protocol.transport import sockets
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import KeyRing, client_keys, generate_keypair, run_key_names, server_keys
+from protocol.wire.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, Kind
+from protocol.wire.topics import topic
 
 SS = RoundKinds(broadcast=frozenset({Kind.DIST}), addressed=frozenset({Kind.SUGG}))
 

@@ -25,8 +25,8 @@ from coordinator.sim import Simulation
 from envserver.worlds.base import WorldSpec, complete_graph, line_graph
 from envserver.worlds.cleanup import CLEAN
 from envserver.worlds.predation import PredationWorld
-from protocol.config import RunConfig
-from protocol.messages import Kind
+from protocol.run.config import RunConfig
+from protocol.wire.messages import Kind
 
 torch.set_num_threads(1)
 

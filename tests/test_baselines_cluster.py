@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.audit import AGENT_POLICIES
+from protocol.audit.outbox import AGENT_POLICIES
 from tests.procs import run_sim_and_cluster, script
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # real multi-process clusters

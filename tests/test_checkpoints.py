@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.checkpoints import discard, previous, read_json, restore, resume_point, save_json, versions
+from protocol.run.checkpoints import discard, previous, read_json, restore, resume_point, save_json, versions
 
 
 def test_each_save_keeps_exactly_the_previous_version(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_restore_loads_the_named_update_or_discards_on_a_fresh_start(tmp_path: P
 
 
 def test_one_checkpoint_schedule_and_what_a_resumed_run_keeps() -> None:
-    from protocol.config import RunConfig
+    from protocol.run.config import RunConfig
 
     config = RunConfig(episodes=28, batch=4, checkpoint_every=3)  # 7 updates
     assert [u for u in range(1, 8) if config.checkpoint_due(u)] == [3, 6, 7]

@@ -15,13 +15,13 @@ from agent.baselines import make_learner
 from agent.baselines.cl import CLLearner
 from agent.central_critic import CentralCritic, check_report
 from coordinator.sim import Simulation
-from protocol.auditverify import verify_log
-from protocol.codec import ProtocolError, decode, encode
-from protocol.config import RunConfig, resolve
-from protocol.messages import Kind, Message
-from protocol.rundir import RunDir
-from protocol.spec import WorldSpec
-from protocol.topology import resolve_neighbors
+from protocol.audit.verify import verify_log
+from protocol.wire.codec import ProtocolError, decode, encode
+from protocol.run.config import RunConfig, resolve
+from protocol.wire.messages import Kind, Message
+from protocol.run.rundir import RunDir
+from protocol.wire.spec import WorldSpec
+from protocol.run.topology import resolve_neighbors
 from tests.procs import run_sim_and_cluster, script
 
 AGENTS = 3

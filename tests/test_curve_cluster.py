@@ -14,12 +14,12 @@ import zmq
 
 from coordinator.launcher import free_port
 from coordinator.server import Coordinator
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.config import RunConfig
-from protocol.keys import KeyRing, client_keys, generate_keypair, load_keys
-from protocol.messages import COORDINATOR_ID, ENVSERVER_ID, Kind
-from protocol.rundir import RunDir
+from protocol.transport import sockets
+from protocol.audit.outbox import Outbox
+from protocol.run.config import RunConfig
+from protocol.transport.keys import KeyRing, client_keys, generate_keypair, load_keys
+from protocol.wire.messages import COORDINATOR_ID, ENVSERVER_ID, Kind
+from protocol.run.rundir import RunDir
 from tests.procs import Processes, script, wait_until
 from tests.wiretap import WireTap
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.config import RunConfig, load_toml
+from protocol.run.config import RunConfig, load_toml
 from tests.procs import script
 
 

@@ -21,11 +21,11 @@ from agent.rounds import MemoryNetwork
 from coordinator.sim import Simulation
 from envserver.observe import observation
 from envserver.worlds import make_world
-from protocol.config import RunConfig, resolve
-from protocol.csvlog import read_rows
-from protocol.messages import Kind
-from protocol.rundir import RunDir
-from protocol.topology import project_mask, resolve_neighbors
+from protocol.run.config import RunConfig, resolve
+from protocol.run.csvlog import read_rows
+from protocol.wire.messages import Kind
+from protocol.run.rundir import RunDir
+from protocol.run.topology import project_mask, resolve_neighbors
 
 UPDATES = 4
 

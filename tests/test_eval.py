@@ -17,12 +17,12 @@ import torch
 from agent.baselines import make_learner
 from agent.policy import Policy, own_policy_state
 from agent.records import load_checkpoints
-from coordinator.evaluate import evaluate, load_policies, play
+from coordinator.research.evaluate import evaluate, load_policies, play
 from coordinator.sim import Simulation
 from envserver.worlds import make_world
-from protocol.config import RunConfig
-from protocol.rundir import RunDir
-from protocol.topology import resolve_neighbors
+from protocol.run.config import RunConfig
+from protocol.run.rundir import RunDir
+from protocol.run.topology import resolve_neighbors
 from tests.procs import script
 from tests.test_render import gif_frames
 

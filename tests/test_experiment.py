@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.experiment import cells, load_grid, parse_grid, run_grid
+from coordinator.research.experiment import cells, load_grid, parse_grid, run_grid
 from coordinator.sim import Simulation
-from protocol.csvlog import read_rows
+from protocol.run.csvlog import read_rows
 from tests.procs import Processes, script
 
 TINY = """
@@ -155,7 +155,7 @@ def test_cluster_runner_cell(tmp_path):
 
 
 def test_summary_names_runs_by_their_path_below_the_common_parent(tmp_path):
-    from coordinator.summary import run_names
+    from coordinator.research.summary import run_names
 
     cells = [tmp_path / "grid/predation/ss/seed0", tmp_path / "grid/navigation/ss/seed0"]
     assert run_names(cells) == ["predation/ss/seed0", "navigation/ss/seed0"]
@@ -164,7 +164,7 @@ def test_summary_names_runs_by_their_path_below_the_common_parent(tmp_path):
 
 
 def test_results_table_by_hand(tmp_path):
-    from coordinator.experiment import results_table
+    from coordinator.research.experiment import results_table
 
     path = tmp_path / "results.csv"
     path.write_text("env,algo,seed,episodes,normalized_return,cc_rate\n"

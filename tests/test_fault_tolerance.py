@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.launcher import free_port
-from protocol.csvlog import read_rows
+from protocol.run.csvlog import read_rows
 from tests.procs import Processes, script, wait_for_updates, wait_until
 
 pytestmark = pytest.mark.slow

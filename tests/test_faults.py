@@ -16,11 +16,11 @@ import zmq
 from agent.exchange import Outgoing, RoundKinds
 from agent.peer_link import PeerLink
 from coordinator.launcher import free_port
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.inbox import Inbox
-from protocol.messages import Kind
-from protocol.topics import dist_topic, sugg_topic
+from protocol.transport import sockets
+from protocol.audit.outbox import Outbox
+from protocol.transport.inbox import Inbox
+from protocol.wire.messages import Kind
+from protocol.wire.topics import dist_topic, sugg_topic
 from tests.procs import Processes, script, wait_for_updates, wait_until
 
 RUN = "run-test"

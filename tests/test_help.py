@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from envserver.worlds import REGISTRY
-from protocol.config import ALGORITHMS
+from protocol.run.config import ALGORITHMS
 from tests.procs import script
 
 COMMANDS = sorted(tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"])

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from tests.routing import route_in_memory
-from protocol.messages import Kind
+from protocol.wire.messages import Kind
 from agent.learner import Learner
 from agent.nets import obs_tensor
 from envserver.worlds.base import WorldSpec
-from protocol.config import RunConfig
+from protocol.run.config import RunConfig
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ import pytest
 from agent.exchange import Outgoing
 from agent.neighbourhood import communicates, partners
 from coordinator.sim import Simulation
-from protocol.config import resolve
+from protocol.run.config import resolve
 from tests.procs import run_sim_and_cluster
 
 

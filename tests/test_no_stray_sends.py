@@ -1,6 +1,6 @@
-"""Every frame leaves a process through `protocol.audit.Outbox.send`: no other module may call a send.
+"""Every frame leaves a process through `protocol.audit.outbox.Outbox.send`: no other module may call a send.
 
-The scan is static (ast) over agent/, coordinator/, envserver/ and protocol/; only protocol/audit.py
+The scan is static (ast) over agent/, coordinator/, envserver/ and protocol/; only protocol/audit/outbox.py
 may touch a socket's send methods. Two kinds of `.send(...)` call are not socket sends and are allowed:
 `Outbox.send`, recognised by its keyword-only `dest=` and `endpoint=` arguments (which a ZeroMQ
 socket's `send` would reject), and `self.send(...)` inside a class that defines its own `send` (that
@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("agent", "coordinator", "envserver", "protocol")
-CHOKE_POINT = Path("protocol/audit.py")
+CHOKE_POINT = Path("protocol/audit/outbox.py")
 # ZeroMQ socket send methods, and the standard library socket's.
 SEND_METHODS = frozenset({"send", "send_multipart", "send_string", "send_json", "send_pyobj",
                           "send_serialized", "sendall", "sendto", "sendmsg"})
@@ -72,7 +72,7 @@ def test_only_the_choke_point_sends() -> None:
     assert any(p.relative_to(ROOT) == CHOKE_POINT for p in files)
     stray = [hit for p in files if p.relative_to(ROOT) != CHOKE_POINT
              for hit in find_sends(p.read_text(), str(p.relative_to(ROOT)))]
-    assert stray == [], "sends that bypass protocol.audit.Outbox:\n" + "\n".join(stray)
+    assert stray == [], "sends that bypass protocol.audit.outbox.Outbox:\n" + "\n".join(stray)
 
 
 def test_scanner_allows_resuming_an_agent_loop_and_nothing_else() -> None:

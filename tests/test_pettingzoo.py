@@ -16,7 +16,7 @@ from coordinator.sim import Simulation
 from envserver.pettingzoo import parallel_env
 from envserver.worlds import make_world
 from envserver.worlds.pz_world import parse_env_name
-from protocol.config import RunConfig
+from protocol.run.config import RunConfig
 
 WORLDS = ("predation", "navigation", "cleanup", "harvest")
 PREDATION_PZ = "envserver.pettingzoo:parallel_env?name=predation&n_agents=3"

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coordinator.experiment import parse_grid, run_grid
-from coordinator.plots import (Run, approach_share, approach_share_given, find_runs, group_runs, plot_all,
+from coordinator.research.experiment import parse_grid, run_grid
+from coordinator.research.plots import (Run, approach_share, approach_share_given, find_runs, group_runs, plot_all,
                               replayed_states, run_label, study_groups)
 from envserver.worlds import make_world
-from protocol.auditlog import AuditLog
-from protocol.codec import encode
-from protocol.config import RunConfig, load_toml, write_toml
-from protocol.messages import Kind, Message
-from protocol.rundir import RunDir
+from protocol.audit.log import AuditLog
+from protocol.wire.codec import encode
+from protocol.run.config import RunConfig, load_toml, write_toml
+from protocol.wire.messages import Kind, Message
+from protocol.run.rundir import RunDir
 from tests.procs import Processes, script
 
 COMMON = {"episodes": 8, "batch": 4, "hidden": [16], "checkpoint_every": 1}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from protocol.auditlog import Record, iter_records
-from protocol.codec import decode
-from protocol.messages import PRIVATE_FIELDS
+from protocol.audit.log import Record, iter_records
+from protocol.wire.codec import decode
+from protocol.wire.messages import PRIVATE_FIELDS
 from tests.procs import script
 
 PUBLIC = re.compile(r"config\.toml|metrics\.csv|processes\.json|world_checkpoint\.json(\.prev)?|"

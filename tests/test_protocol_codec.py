@@ -9,8 +9,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from protocol.codec import DEFAULT_LIMITS, Limits, ProtocolError, decode, encode
-from protocol.messages import (
+from protocol.wire.codec import DEFAULT_LIMITS, Limits, ProtocolError, decode, encode
+from protocol.wire.messages import (
     CENTRAL_LEARNER_ID,
     COORDINATOR_ID,
     COUNTER,

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from protocol.codec import ProtocolError, decode, encode
-from protocol.messages import Kind, Message
+from protocol.wire.codec import ProtocolError, decode, encode
+from protocol.wire.messages import Kind, Message
 from tests.test_protocol_codec import array, pack, valid_messages
 
 VALID = valid_messages()

@@ -10,11 +10,11 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from protocol import sockets
-from protocol.codec import ProtocolError
-from protocol.keys import CurveKeys, KeyRing, claims_own_id, generate_keypair, load_keys, load_public, run_key_names
-from protocol.messages import COORDINATOR_ID, ENVSERVER_ID
-from protocol.topics import dist_topic, parse_topic, sugg_topic
+from protocol.transport import sockets
+from protocol.wire.codec import ProtocolError
+from protocol.transport.keys import CurveKeys, KeyRing, claims_own_id, generate_keypair, load_keys, load_public, run_key_names
+from protocol.wire.messages import COORDINATOR_ID, ENVSERVER_ID
+from protocol.wire.topics import dist_topic, parse_topic, sugg_topic
 
 TIMEOUT_MS = 5000
 

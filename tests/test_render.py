@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from PIL import Image, ImageSequence
 
 from coordinator.cli import sim_main
-from coordinator.render import BAR, render_episode, with_time_bar
+from coordinator.research.render import BAR, render_episode, with_time_bar
 from envserver.worlds._common import PIXELS_PER_CELL as CELL
 from coordinator.sim import Simulation
 from envserver.worlds import make_world
 from envserver.worlds._common import AGENT_COLOURS
-from protocol.config import RunConfig
+from protocol.run.config import RunConfig
 
 
 def gif_frames(path: Path) -> list[np.ndarray]:

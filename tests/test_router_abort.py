@@ -1,7 +1,7 @@
 """The ROUTER abort (libzmq 4.3.5, socket_base.cpp add_out_pipe): a client that takes the id a ROUTER will
 auto-generate next (0x00 + a counter starting at rand()) aborts the process when the next client without an
 id connects. Unseeded, rand() starts every process's counter at 0x6b8b4567 (glibc); ours are seeded
-(protocol/sockets.py) and their logs never show an id."""
+(protocol/transport/sockets.py) and their logs never show an id."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_an_unseeded_router_starts_its_ids_where_everyone_can_predict() -> None:
     code = CAUSE.split("a = client()")[0] + "a = client()\nprint(router.recv_multipart()[0].hex())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "00" + struct.pack(">I", UNSEEDED_START).hex()
-    ours = subprocess.run([sys.executable, "-c", "import protocol.sockets\n" + code], capture_output=True,
+    ours = subprocess.run([sys.executable, "-c", "import protocol.transport.sockets\n" + code], capture_output=True,
                           text=True, timeout=60, cwd=Path(__file__).parents[1])
     assert ours.returncode == 0 and ours.stdout.strip() != done.stdout.strip()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from coordinator.sim import Simulation
-from protocol.config import PAPER_DEFAULTS, SHIPPED_DEFAULTS, RunConfig, load_toml, resolve
+from protocol.run.config import PAPER_DEFAULTS, SHIPPED_DEFAULTS, RunConfig, load_toml, resolve
 from tests.procs import script
 
 
@@ -81,7 +81,7 @@ def test_config_precedence_cli_over_file_over_env_defaults(tmp_path: Path) -> No
 
 
 def test_config_round_trips_through_toml(tmp_path: Path) -> None:
-    from protocol.config import write_toml
+    from protocol.run.config import write_toml
 
     config = dataclasses.replace(small(), neighbors={0: (1,), 1: (0, 2), 2: (1,)})
     write_toml(config, tmp_path / "c.toml")

@@ -12,9 +12,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from coordinator.sim import Simulation
-from protocol.config import RunConfig
-from protocol.csvlog import CsvLog, read_rows
-from protocol.rundir import RunDir
+from protocol.run.config import RunConfig
+from protocol.run.csvlog import CsvLog, read_rows
+from protocol.run.rundir import RunDir
 from tests.procs import run_sim_and_cluster
 
 PRIVATE = ("kappa", "value_loss", "policy_loss", "entropy", "suggestion_mse", "comm_gaps", "mean_reward")

@@ -9,9 +9,9 @@ from agent.baselines.vps import VPSLearner
 from agent.baselines.vs import VSLearner
 from agent.learner import Learner
 from agent.ppo import PPOLearner
-from protocol.algorithms import ALGORITHMS
-from protocol.config import RunConfig
-from protocol.spec import WorldSpec
+from protocol.wire.algorithms import ALGORITHMS
+from protocol.run.config import RunConfig
+from protocol.wire.spec import WorldSpec
 
 LEARNERS: dict[str, type[PPOLearner]] = {
     "ss": Learner,
@@ -24,7 +24,7 @@ LEARNERS: dict[str, type[PPOLearner]] = {
 }
 
 
-assert LEARNERS.keys() == ALGORITHMS.keys(), "every algorithm of protocol/algorithms.py needs its learner here"
+assert LEARNERS.keys() == ALGORITHMS.keys(), "every algorithm of protocol/wire/algorithms.py needs its learner here"
 
 
 def make_learner(agent_id: int, spec: WorldSpec, candidates: tuple[int, ...], config: RunConfig) -> PPOLearner:

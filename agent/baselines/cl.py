@@ -15,8 +15,8 @@ import torch
 from agent.buffer import Rollout, rows
 from agent.exchange import Body
 from agent.ppo import PPOLearner, received_array
-from protocol.config import RunConfig
-from protocol.spec import WorldSpec
+from protocol.run.config import RunConfig
+from protocol.wire.spec import WorldSpec
 
 
 class CLLearner(PPOLearner):

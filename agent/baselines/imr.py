@@ -18,8 +18,8 @@ import numpy as np
 
 from agent.buffer import Rollout
 from agent.ppo import PPOLearner
-from protocol.config import RunConfig
-from protocol.spec import WorldSpec
+from protocol.run.config import RunConfig
+from protocol.wire.spec import WorldSpec
 
 CLEANUP_CLEAN = 7
 PREDATION_RIGHT, PREDATION_LEFT = 1, 0

@@ -23,7 +23,7 @@ from agent.neighbourhood import communicates
 from agent.nets import PolicyNet
 from agent.ppo import PPOLearner, derived_seed, received_array
 from agent.ss_loss import LossTerms, masked_mean, taken
-from protocol.messages import Kind
+from protocol.wire.messages import Kind
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from agent.exchange import Outgoing, Received, RoundKinds
 from agent.neighbourhood import communicates
 from agent.nets import ValueNet
 from agent.ppo import PPOLearner
-from protocol.messages import Kind
+from protocol.wire.messages import Kind
 
 SHARED_CRITIC_STREAM = 0xC817C  # the run's one critic initialisation, apart from every agent's own seed
 

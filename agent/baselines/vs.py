@@ -13,9 +13,9 @@ import torch
 from agent.exchange import Outgoing, Received, RoundKinds
 from agent.neighbourhood import communicates
 from agent.ppo import PPOLearner, received_array
-from protocol.config import RunConfig
-from protocol.messages import Kind
-from protocol.spec import WorldSpec
+from protocol.run.config import RunConfig
+from protocol.wire.messages import Kind
+from protocol.wire.spec import WorldSpec
 
 
 def mean_advantage(own: torch.Tensor, others: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:

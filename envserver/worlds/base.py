@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protocol.spec import WorldSpec  # noqa: F401  (re-exported: part of the world contract)
+from protocol.wire.spec import WorldSpec  # noqa: F401  (re-exported: part of the world contract)
 
 
 @dataclass

@@ -22,13 +22,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
-from coordinator.summary import final_metrics  # noqa: E402
+from coordinator.research.summary import final_metrics  # noqa: E402
 from envserver.worlds import make_world  # noqa: E402
-from protocol.auditlog import Record, iter_records  # noqa: E402
-from protocol.codec import decode  # noqa: E402
-from protocol.config import load_toml  # noqa: E402
-from protocol.csvlog import read_rows  # noqa: E402
-from protocol.rundir import RunDir  # noqa: E402
+from protocol.audit.log import Record, iter_records  # noqa: E402
+from protocol.wire.codec import decode  # noqa: E402
+from protocol.run.config import load_toml  # noqa: E402
+from protocol.run.csvlog import read_rows  # noqa: E402
+from protocol.run.rundir import RunDir  # noqa: E402
 
 STUDY_FIELDS = ("partners", "comm_every")  # config fields of the partner / communication study (Fig. 8)
 STUDY_DEFAULTS = {"partners": 0, "comm_every": 1}  # every neighbour, every update

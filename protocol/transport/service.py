@@ -12,15 +12,15 @@ from typing import Callable, Iterable, Protocol
 
 import zmq
 
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.auditlog import AuditLog
-from protocol.inbox import Inbox
-from protocol.keys import KeyRing, client_keys, server_keys
+from protocol.transport import sockets
+from protocol.audit.outbox import Outbox
+from protocol.audit.log import AuditLog
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import KeyRing, client_keys, server_keys
 from protocol.logsetup import Terminated
-from protocol.messages import COORDINATOR_ID, Kind, Message
-from protocol.rendezvous import CoordinatorLink, Directory, RunStopped, Start
-from protocol.rundir import RunDir
+from protocol.wire.messages import COORDINATOR_ID, Kind, Message
+from protocol.transport.rendezvous import CoordinatorLink, Directory, RunStopped, Start
+from protocol.run.rundir import RunDir
 
 
 class Service(Protocol):

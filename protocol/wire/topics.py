@@ -3,8 +3,8 @@ prefix of another's: a subscription to `dist/1/` never matches `dist/10/`."""
 
 from __future__ import annotations
 
-from protocol.codec import ProtocolError
-from protocol.messages import PEER_KINDS, BASELINE_KINDS, Kind
+from protocol.wire.codec import ProtocolError
+from protocol.wire.messages import PEER_KINDS, BASELINE_KINDS, Kind
 
 # kinds that travel between agents over pub/sub, by topic prefix ("dist", "critic_params", ...)
 TOPIC_KINDS = {k.value.lower(): k for k in PEER_KINDS | BASELINE_KINDS}

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import msgpack
 import numpy as np
 
-from protocol.messages import (
+from protocol.wire.messages import (
     COUNTER,
     MIN_SENDER_ID,
     PROB_TOL,

@@ -13,7 +13,7 @@ import zmq.auth
 import zmq.utils.z85
 from zmq.auth.thread import ThreadAuthenticator
 
-from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID
+from protocol.wire.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID
 
 ZAP_DOMAIN = b"ssmarl"  # set on every CURVE server socket; the authenticator serves exactly this domain
 

@@ -1,7 +1,7 @@
 """`ss-audit --cross-check RUN`: every message a process received was sent to it, by the sender's own audit.
 
 Senders' audit logs record each outbound message with its destination and the SHA-256 of its frames;
-receivers' receipt logs (protocol/inbox.py) record each decodable message they got, with the same digest.
+receivers' receipt logs (protocol/transport/inbox.py) record each decodable message they got, with the same digest.
 Matching them by the payload frame's digest proves, per message, who sent it and who got it. A receipt
 fails the check when no audit log holds that message (forged, or replayed from elsewhere) or when its
 receiver is not among the message's addressees: `agent:j` is j alone, `envserver` / `coordinator` /
@@ -17,10 +17,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol.auditlog import Record, iter_records
-from protocol.auditreport import discover
-from protocol.config import RunConfig, load_toml
-from protocol.rundir import RunDir
+from protocol.audit.log import Record, iter_records
+from protocol.audit.report import discover
+from protocol.run.config import RunConfig, load_toml
+from protocol.run.rundir import RunDir
 
 
 @dataclass
@@ -48,7 +48,7 @@ def receivers(run_dir: RunDir) -> dict[str, Path]:
 def neighbourhoods(run_dir: RunDir) -> dict[int, tuple[int, ...]]:
     """Each agent's candidate neighbours, from the run's config and world (who may subscribe to it)."""
     from envserver.worlds import make_world  # the world's spec says who may be a neighbour
-    from protocol.topology import resolve_neighbors
+    from protocol.run.topology import resolve_neighbors
 
     config = RunConfig.from_dict(load_toml(run_dir.config))
     return resolve_neighbors(config, make_world(config.env, config.agents, 1, config.seed).spec)

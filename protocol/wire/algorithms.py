@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.messages import Kind
+from protocol.wire.messages import Kind
 
 
 @dataclass(frozen=True)

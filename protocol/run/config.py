@@ -15,10 +15,10 @@ from typing import Any
 
 import tomli_w
 
-from protocol.algorithms import ALGORITHMS as REGISTRY
-from protocol.algorithms import Algorithm
+from protocol.wire.algorithms import ALGORITHMS as REGISTRY
+from protocol.wire.algorithms import Algorithm
 
-ALGORITHMS = tuple(REGISTRY)  # protocol/algorithms.py: each one's contract with the runtime
+ALGORITHMS = tuple(REGISTRY)  # protocol/wire/algorithms.py: each one's contract with the runtime
 ALGORITHM_SUMMARIES = {name: a.summary for name, a in REGISTRY.items()}
 AUDIT_MODES = ("frames", "hashes")
 PRESETS = ("default", "paper")

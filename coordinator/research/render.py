@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from agent.policy import Policy
-from coordinator.evaluate import load_policies
+from coordinator.research.evaluate import load_policies
 from envserver.worlds import World, make_world
-from protocol.config import RunConfig, load_toml
-from protocol.rundir import RunDir
+from protocol.run.config import RunConfig, load_toml
+from protocol.run.rundir import RunDir
 
 BAR = 4  # pixel rows of the time bar
 BAR_COLOUR = (255, 255, 255)

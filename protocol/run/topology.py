@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocol.config import RunConfig
-from protocol.spec import WorldSpec
+from protocol.run.config import RunConfig
+from protocol.wire.spec import WorldSpec
 
 
 def resolve_neighbors(config: RunConfig, spec: WorldSpec) -> dict[int, tuple[int, ...]]:

@@ -12,10 +12,10 @@ from typing import Any
 
 import zmq
 
-from protocol.algorithms import ALGORITHMS
-from protocol.auditlog import AuditLog
-from protocol.codec import encode
-from protocol.messages import Kind, Message
+from protocol.wire.algorithms import ALGORITHMS
+from protocol.audit.log import AuditLog
+from protocol.wire.codec import encode
+from protocol.wire.messages import Kind, Message
 
 # ---- who may send what -------------------------------------------------------------------------
 
@@ -31,7 +31,7 @@ class SendPolicy:
 _PROCESS_CONTROL = frozenset({Kind.HELLO, Kind.READY, Kind.STOP, Kind.HEARTBEAT})
 _AGENT_BASE = frozenset({Kind.RESET, Kind.STEP}) | _PROCESS_CONTROL
 
-# Agents, by algorithm (DESIGN.md section 4; protocol/algorithms.py): what each may send, and which kinds may
+# Agents, by algorithm (DESIGN.md section 4; protocol/wire/algorithms.py): what each may send, and which kinds may
 # carry private fields.
 AGENT_POLICIES: dict[str, SendPolicy] = {name: SendPolicy(_AGENT_BASE | a.sends, a.private)
                                          for name, a in ALGORITHMS.items()}

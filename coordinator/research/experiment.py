@@ -34,10 +34,10 @@ from tqdm import tqdm
 from coordinator.cli import check_resumable
 from coordinator.launcher import run_cluster
 from coordinator.sim import Simulation
-from coordinator.summary import final_metrics
-from protocol.config import ALGORITHMS, RunConfig, load_toml, resolve
-from protocol.csvlog import read_rows
-from protocol.rundir import RunDir
+from coordinator.research.summary import final_metrics
+from protocol.run.config import ALGORITHMS, RunConfig, load_toml, resolve
+from protocol.run.csvlog import read_rows
+from protocol.run.rundir import RunDir
 
 RUNNERS = ("sim", "cluster")
 GRID_KEYS = {"out", "runner", "algos", "envs", "seeds", "common", "env"}
@@ -257,7 +257,7 @@ def _run_parallel(grid: Grid, todo: list[Cell], jobs: int, done: dict[str, str],
 
 
 @click.command(name="ss-experiment", epilog="Example: ss-experiment --jobs 2 deploy/paper_comparison.toml   "
-                                              "(the file format: coordinator/experiment.py's docstring)")
+                                              "(the file format: coordinator/research/experiment.py's docstring)")
 @click.argument("grid_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in logs).")
 @click.option("--dry-run", is_flag=True, help="List the cells and their state; run nothing.")

@@ -12,13 +12,13 @@ from typing import Any, Iterable
 
 import zmq
 
-from protocol import sockets
-from protocol.audit import Outbox
-from protocol.config import RunConfig
-from protocol.inbox import Inbox
-from protocol.keys import CurveKeys
-from protocol.messages import COORDINATOR_ID, Kind, Message
-from protocol.spec import WorldSpec
+from protocol.transport import sockets
+from protocol.audit.outbox import Outbox
+from protocol.run.config import RunConfig
+from protocol.transport.inbox import Inbox
+from protocol.transport.keys import CurveKeys
+from protocol.wire.messages import COORDINATOR_ID, Kind, Message
+from protocol.wire.spec import WorldSpec
 
 
 log = logging.getLogger("ss-rendezvous")

@@ -14,10 +14,10 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from protocol.auditlog import frame_digest
-from protocol.codec import ProtocolError, decode
-from protocol.keys import claims_own_id
-from protocol.messages import Kind, Message
+from protocol.audit.log import frame_digest
+from protocol.wire.codec import ProtocolError, decode
+from protocol.transport.keys import claims_own_id
+from protocol.wire.messages import Kind, Message
 
 
 class Inbox:

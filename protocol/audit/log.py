@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from protocol.config import AUDIT_MODES
+from protocol.run.config import AUDIT_MODES
 
 GENESIS = "0" * 64
 _HASH_SUFFIX = re.compile(rb',"hash":"([0-9a-f]{64})"\}')
@@ -171,7 +171,7 @@ def is_torn(fragment: bytes) -> bool:
 def iter_records(path: str | Path) -> Iterator[Record | TornTail]:
     """Yield every record in order, then a `TornTail` if the log ends in one.
 
-    Raises LogFormatError on a damaged complete line. Use `protocol.auditverify.verify_log` to check
+    Raises LogFormatError on a damaged complete line. Use `protocol.audit.verify.verify_log` to check
     hashes, the chain and the payloads.
     """
     count = 0

@@ -3,7 +3,7 @@
 Checks, naming the record of every failure: each record's hash covers its bytes; each record points
 at its predecessor (so an edit, deletion, insertion or reordering breaks the chain) and is numbered in
 order; recorded frames match their lengths and SHA-256 digests; the kind is allowed for the sender's
-role and algorithm; and, when frames are recorded, the payload decodes with `protocol.codec.decode`,
+role and algorithm; and, when frames are recorded, the payload decodes with `protocol.wire.codec.decode`,
 agrees with the record's envelope, comes from one sender and one run at a time (a process started again
 into the same directory, e.g. a resumed cluster, appends a new run, which must begin with the message that
 opens every session: HELLO, or for the coordinator its first DIRECTORY),
@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.audit import SendPolicy, send_policy
-from protocol.auditlog import GENESIS, LogFormatError, Record, TornTail, frame_digest, is_torn, iter_lines, \
+from protocol.audit.outbox import SendPolicy, send_policy
+from protocol.audit.log import GENESIS, LogFormatError, Record, TornTail, frame_digest, is_torn, iter_lines, \
     parse_record, topic_label
-from protocol.codec import ProtocolError, decode
-from protocol.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, PRIVATE_FIELDS, Kind, Message
-from protocol.topics import parse_topic
+from protocol.wire.codec import ProtocolError, decode
+from protocol.wire.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID, PRIVATE_FIELDS, Kind, Message
+from protocol.wire.topics import parse_topic
 
 # What a process sends first in a run: every run appended to a log must begin with one of these.
 SESSION_OPENERS = frozenset({Kind.HELLO, Kind.DIRECTORY})

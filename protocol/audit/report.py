@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from protocol.audit import PROCESS_POLICIES, Tally
-from protocol.auditlog import Record, TornTail, iter_records
-from protocol.codec import ProtocolError, decode
-from protocol.rundir import RunDir
+from protocol.audit.outbox import PROCESS_POLICIES, Tally
+from protocol.audit.log import Record, TornTail, iter_records
+from protocol.wire.codec import ProtocolError, decode
+from protocol.run.rundir import RunDir
 
 
 MAX_VALUE_CHARS = 200  # a long non-array value (the DIRECTORY's config) is cut for display

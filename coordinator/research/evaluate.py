@@ -20,10 +20,10 @@ from agent.policy import Policy, export_torchscript
 from agent.records import load_checkpoints
 from envserver.metrics import BatchReturns
 from envserver.worlds import World, make_world
-from protocol.checkpoints import resume_point
-from protocol.config import RunConfig, load_toml
-from protocol.rundir import RunDir
-from protocol.spec import WorldSpec
+from protocol.run.checkpoints import resume_point
+from protocol.run.config import RunConfig, load_toml
+from protocol.run.rundir import RunDir
+from protocol.wire.spec import WorldSpec
 
 EVAL_SEED = 1000  # default world and acting seed of an evaluation (training used the run's own)
 
@@ -101,7 +101,7 @@ def main(run: Path, episodes: int, greedy: bool, seed: int, render_to: Path | No
         if name != "episode":
             click.echo(f"  {name:<20} {value:.4f}")
     if render_to is not None:
-        from coordinator.render import render_episode
+        from coordinator.research.render import render_episode
 
         click.echo(f"episode GIF -> {render_episode(run, render_to, seed, greedy)}")
     if export_to is not None:

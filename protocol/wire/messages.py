@@ -1,6 +1,6 @@
 """Message kinds, the envelope record, and one schema per kind (DESIGN.md section 5).
 
-Everything here is declarative: `protocol/codec.py` walks these tables to validate a message on the
+Everything here is declarative: `protocol/wire/codec.py` walks these tables to validate a message on the
 way out and on the way in, and the audit reads `PRIVATE_FIELDS` from them.
 """
 

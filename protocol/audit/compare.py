@@ -1,6 +1,6 @@
 """What each method shares: bytes sent per agent per episode, by algorithm, from the runs' audit logs.
 
-Per run: the agents' audit logs are tallied (protocol.auditreport) and divided by agents x episodes
+Per run: the agents' audit logs are tallied (protocol.audit.report) and divided by agents x episodes
 played (the last metrics.csv row, else the config's episodes). Per algorithm: the mean over its runs,
 and the ratio of its total to SS's (SS = 1.0).
 """
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.auditreport import discover, summarise
-from protocol.config import load_toml
-from protocol.csvlog import read_rows
-from protocol.rundir import RunDir
+from protocol.audit.report import discover, summarise
+from protocol.run.config import load_toml
+from protocol.run.csvlog import read_rows
+from protocol.run.rundir import RunDir
 
 REFERENCE = "ss"
 

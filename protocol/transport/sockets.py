@@ -13,8 +13,8 @@ import secrets
 
 import zmq
 
-from protocol.codec import DEFAULT_LIMITS
-from protocol.keys import ZAP_DOMAIN, CurveKeys
+from protocol.wire.codec import DEFAULT_LIMITS
+from protocol.transport.keys import ZAP_DOMAIN, CurveKeys
 
 LINGER_MS = 1000
 HANDSHAKE_IVL_MS = 5000

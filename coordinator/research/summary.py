@@ -1,4 +1,4 @@
-"""`python -m coordinator.summary RUN_DIR...`: the final metrics of runs, as a table.
+"""`python -m coordinator.research.summary RUN_DIR...`: the final metrics of runs, as a table.
 
 Final = mean over the last 10% of metrics.csv rows (the figure the README and the issues quote).
 """
@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from protocol.csvlog import read_rows
+from protocol.run.csvlog import read_rows
 
 
 def final_metrics(run_dir: Path, fraction: float = 0.1) -> dict[str, float]:
@@ -26,7 +26,7 @@ def final_metrics(run_dir: Path, fraction: float = 0.1) -> dict[str, float]:
 def main(argv: list[str]) -> None:
     runs = [Path(a) for a in argv if (Path(a) / "metrics.csv").exists()]
     if not runs:
-        sys.exit("usage: python -m coordinator.summary RUN_DIR...  (directories holding metrics.csv)")
+        sys.exit("usage: python -m coordinator.research.summary RUN_DIR...  (directories holding metrics.csv)")
     table = dict(zip(run_names(runs), map(final_metrics, runs)))
     columns = list(next(iter(table.values())))
     width = max(24, *(len(name) + 2 for name in table))

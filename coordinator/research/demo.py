@@ -19,11 +19,11 @@ from pathlib import Path
 import click
 
 from coordinator.progress import RunProgress
-from coordinator.summary import final_metrics
-from protocol.auditreport import discover, summarise
-from protocol.auditverify import verify_log
-from protocol.config import RunConfig, resolve
-from protocol.csvlog import read_rows
+from coordinator.research.summary import final_metrics
+from protocol.audit.report import discover, summarise
+from protocol.audit.verify import verify_log
+from protocol.run.config import RunConfig, resolve
+from protocol.run.csvlog import read_rows
 
 DEFAULT_EPISODES = {2: 48000}  # 2 agents reach joint cooperation (cc ~0.9); other sizes: the run default
 ENV_TRAFFIC = ("STEP", "RESET")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from coordinator.research.experiment import parse_grid, run_grid
-from coordinator.research.plots import (Run, approach_share, approach_share_given, find_runs, group_runs, plot_all,
-                              replayed_states, run_label, study_groups)
+from coordinator.research.plots import Run, find_runs, group_runs, plot_all, run_label, study_groups
+from coordinator.research.suggestions import approach_share, approach_share_given, replayed_states
 from envserver.worlds import make_world
 from protocol.audit.log import AuditLog
 from protocol.wire.codec import encode

@@ -17,10 +17,22 @@ from typing import Any, Callable
 import msgpack
 import numpy as np
 
+from protocol.wire.arrays import (
+    INT64_MAX,
+    INT64_MIN,
+    DEFAULT_LIMITS,
+    Limits,
+    ProtocolError,
+    array_from_wire,
+    array_to_wire,
+    ArrayRule,
+    check_array,
+    check_indices,
+    short,
+)
 from protocol.wire.messages import (
     COUNTER,
     MIN_SENDER_ID,
-    PROB_TOL,
     PROTOCOL_VERSION,
     SCHEMAS,
     Array,
@@ -36,36 +48,6 @@ from protocol.wire.messages import (
     Tree,
 )
 
-ALLOWED_DTYPES: dict[str, np.dtype] = {s: np.dtype(s) for s in ("<f4", "<f8", "<i4", "<i8", "|u1", "|b1")}
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Hard limits applied before and while unpacking a frame."""
-
-    max_frame_bytes: int = 64 * 2**20
-    max_array_elems: int = 2**24
-    max_ndim: int = 5
-    max_str_len: int = 4096
-    max_list_len: int = 4096
-    max_map_len: int = 256
-    max_depth: int = 8
-
-
-DEFAULT_LIMITS = Limits()
-
-
-class ProtocolError(ValueError):
-    """The only exception `decode` raises: `reason` says what is wrong; kind/src when known."""
-
-    def __init__(self, reason: str, *, kind: Kind | None = None, src: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.kind = kind
-        self.src = src
-
-
 def encode(msg: Message, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Validate `msg` against its schema, then pack it into one frame."""
     plan = _validate(msg, limits)
@@ -75,7 +57,7 @@ def encode(msg: Message, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
     if plan.counter is not None:
         envelope[plan.counter] = getattr(msg, plan.counter)
     envelope["body"] = {
-        name: _array_to_wire(value) if isinstance(value, np.ndarray) else value
+        name: array_to_wire(value) if isinstance(value, np.ndarray) else value
         for name, value in msg.body.items()
     }
     frame = msgpack.packb(envelope, use_bin_type=True)
@@ -117,7 +99,7 @@ def _validate(msg: Message, limits: Limits) -> _Plan:
     """`validate`, returning the plan of the message's kind for `encode`."""
     kind = msg.kind
     if not isinstance(kind, Kind):
-        raise ProtocolError(f"unknown kind {_short(kind)}")
+        raise ProtocolError(f"unknown kind {short(kind)}")
     plan = _PLANS[kind]
     _check_str(_ANY_STR, "run", msg.run, limits)
     _check_int(_SRC, "src", msg.src, limits)
@@ -127,7 +109,7 @@ def _validate(msg: Message, limits: Limits) -> _Plan:
         if name == plan.counter:
             _check_int(_COUNT, where, value, limits)
         elif value is not None:
-            raise ProtocolError(f"{plan.name} carries no {name} counter, got {_short(value)}")
+            raise ProtocolError(f"{plan.name} carries no {name} counter, got {short(value)}")
     _check_body(plan, msg.body, limits)
     return plan
 
@@ -140,7 +122,6 @@ _SRC = Int(min=MIN_SENDER_ID)
 _COUNT = Int(min=0)
 _KINDS = {k.value: k for k in Kind}
 _BASE_KEYS = frozenset({"v", "kind", "run", "src", "seq", "body"})
-_ARRAY_KEYS = frozenset({"dtype", "shape", "data"})
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -152,11 +133,11 @@ def _from_wire(wire: Any, run: str | None, limits: Limits) -> Message:
         raise ProtocolError(f"frame must be a map, got {type(wire).__name__}")
     version = wire.get("v")
     if type(version) is not int or version != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {_short(version)} (expected {PROTOCOL_VERSION})")
+        raise ProtocolError(f"unsupported protocol version {short(version)} (expected {PROTOCOL_VERSION})")
     name = wire.get("kind")
     kind = _KINDS.get(name) if type(name) is str else None
     if kind is None:
-        raise ProtocolError(f"unknown kind {_short(name)}")
+        raise ProtocolError(f"unknown kind {short(name)}")
     plan = _PLANS[kind]
     if wire.keys() != plan.envelope:
         missing, extra = _names(plan.envelope - wire.keys()), _names(wire.keys() - plan.envelope)
@@ -166,14 +147,14 @@ def _from_wire(wire: Any, run: str | None, limits: Limits) -> Message:
         raise ProtocolError(f"{plan.name} body must be a map, got {type(body).__name__}")
     arrays = plan.arrays
     body = {
-        name: _array_from_wire(arrays[name], value, limits) if name in arrays else value
+        name: array_from_wire(arrays[name], value, limits) if name in arrays else value
         for name, value in body.items()
     }
     msg = Message(kind, wire["run"], wire["src"], wire["seq"], body,
                   round=wire.get("round"), step=wire.get("step"))
     _validate(msg, limits)
     if run is not None and msg.run != run:
-        raise ProtocolError(f"run id {_short(msg.run)} does not match this run {run!r}")
+        raise ProtocolError(f"run id {short(msg.run)} does not match this run {run!r}")
     return msg
 
 
@@ -210,7 +191,7 @@ def _compile(kind: Kind) -> _Plan:
     schema, counter = SCHEMAS[kind], COUNTER[kind]
     paths = {name: f"{kind.value}.{name}" for name in schema.fields}
     checks = {name: partial(_CHECKERS[type(spec)], spec) if not isinstance(spec, Array)
-              else partial(_check_array, _ArrayRule.of(spec)) for name, spec in schema.fields.items()}
+              else partial(check_array, ArrayRule.of(spec)) for name, spec in schema.fields.items()}
     return _Plan(
         name=kind.value, counter=counter, round_where=f"{kind.value} round", step_where=f"{kind.value} step",
         envelope=_BASE_KEYS | ({counter} if counter else set()),
@@ -241,7 +222,7 @@ def _check_body(plan: _Plan, body: Any, limits: Limits) -> None:
             raise ProtocolError(f"{plan.name}.{a}: {body[a].shape[0]} rows but {b} has {body[b].shape[0]}")
     for a, b in schema.index_into:
         if a in body and b in body:
-            _check_indices(f"{plan.name}.{a}", body[a], body[b].shape[1])
+            check_indices(f"{plan.name}.{a}", body[a], body[b].shape[1])
 
 
 def _check_int(spec: Int, where: str, value: Any, limits: Limits) -> None:
@@ -263,7 +244,7 @@ def _check_str(spec: Str, where: str, value: Any, limits: Limits) -> None:
     if len(value) > limits.max_str_len:
         raise ProtocolError(f"{where}: string of {len(value)} chars exceeds {limits.max_str_len}")
     if spec.choices is not None and value not in spec.choices:
-        raise ProtocolError(f"{where}: {_short(value)} not one of {sorted(spec.choices)}")
+        raise ProtocolError(f"{where}: {short(value)} not one of {sorted(spec.choices)}")
 
 
 def _check_id_list(spec: IdList, where: str, value: Any, limits: Limits) -> None:
@@ -273,7 +254,7 @@ def _check_id_list(spec: IdList, where: str, value: Any, limits: Limits) -> None
         raise ProtocolError(f"{where}: {len(value)} entries exceed {limits.max_list_len}")
     for i, item in enumerate(value):
         if type(item) is not int or not 0 <= item <= INT64_MAX:
-            raise ProtocolError(f"{where}[{i}]: agent id must be an int >= 0, got {_short(item)}")
+            raise ProtocolError(f"{where}[{i}]: agent id must be an int >= 0, got {short(item)}")
 
 
 def _check_id_map(spec: IdMap, where: str, value: Any, limits: Limits) -> None:
@@ -283,7 +264,7 @@ def _check_id_map(spec: IdMap, where: str, value: Any, limits: Limits) -> None:
         raise ProtocolError(f"{where}: {len(value)} entries exceed {limits.max_map_len}")
     for key, item in value.items():
         if type(key) is not str or not (key.isascii() and key.isdigit() and str(int(key)) == key):
-            raise ProtocolError(f"{where}: key {_short(key)} is not a decimal agent id")
+            raise ProtocolError(f"{where}: key {short(key)} is not a decimal agent id")
         _check_str(_ANY_STR, f"{where}[{key}]", item, limits)
 
 
@@ -302,7 +283,7 @@ def _check_node(where: str, value: Any, limits: Limits, depth: int) -> None:
             raise ProtocolError(f"{where}: {len(value)} entries exceed {limits.max_map_len}")
         for key, item in value.items():
             if type(key) is not str or len(key) > limits.max_str_len:
-                raise ProtocolError(f"{where}: key {_short(key)} must be a str of <= {limits.max_str_len} chars")
+                raise ProtocolError(f"{where}: key {short(key)} must be a str of <= {limits.max_str_len} chars")
             _check_node(f"{where}.{key}", item, limits, depth + 1)
     elif kind is list:
         if len(value) > limits.max_list_len:
@@ -320,148 +301,9 @@ def _check_node(where: str, value: Any, limits: Limits, depth: int) -> None:
         raise ProtocolError(f"{where}: {kind.__name__} not allowed (maps, lists, scalars only)")
 
 
-# ---- arrays ------------------------------------------------------------------------------------
-
-
-def _array_to_wire(a: np.ndarray) -> dict[str, Any]:
-    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()}
-
-
-def _array_from_wire(where: str, value: Any, limits: Limits) -> np.ndarray:
-    """Rebuild an array from its wire map, checking the declared shape against the data first."""
-    if type(value) is not dict or value.keys() != _ARRAY_KEYS:
-        raise ProtocolError(f"{where}: expected an array map with keys dtype, shape, data")
-    name, shape, data = value["dtype"], value["shape"], value["data"]
-    dtype = ALLOWED_DTYPES.get(name) if type(name) is str else None
-    if dtype is None:
-        raise ProtocolError(f"{where}: dtype {_short(name)} not allowed (allowed: {list(ALLOWED_DTYPES)})")
-    top = limits.max_array_elems  # no single axis may be longer, even when another axis is 0
-    if (type(shape) is not list or len(shape) > limits.max_ndim
-            or not all(type(d) is int and 0 <= d <= top for d in shape)):
-        raise ProtocolError(f"{where}: shape must be a list of <= {limits.max_ndim} non-negative ints "
-                            f"<= {top}, got {_short(shape)}")
-    count = math.prod(shape)
-    if count > limits.max_array_elems:
-        raise ProtocolError(f"{where}: shape {shape} has {count} elements, limit {limits.max_array_elems}")
-    # numpy sizes an array by the product of its non-zero axes even when another axis is 0, so bound
-    # that too: [0, 2**20, 2**20] holds no element, yet numpy refuses it as "array is too big"
-    if math.prod(max(d, 1) for d in shape) > top:
-        raise ProtocolError(f"{where}: shape {shape} spans more than {top} elements along its non-zero axes")
-    if type(data) is not bytes or len(data) != count * dtype.itemsize:
-        got = len(data) if type(data) is bytes else type(data).__name__
-        raise ProtocolError(f"{where}: shape {shape} of {name} needs {count * dtype.itemsize} bytes, data has {got}")
-    return np.ndarray(shape, dtype, data)  # a read-only view of the frame's bytes, sized exactly as checked
-
-
-@dataclass(frozen=True)
-class _ArrayRule:
-    """An Array spec plus the ids of its dtypes' canonical objects (an id hit skips building `dtype.str`)."""
-
-    spec: Array
-    dtype_ids: frozenset[int]
-
-    @staticmethod
-    def of(spec: Array) -> "_ArrayRule":
-        return _ArrayRule(spec, frozenset(id(ALLOWED_DTYPES[s]) for s in spec.dtypes))
-
-
-def _check_array(rule: _ArrayRule, where: str, a: Any, limits: Limits) -> None:
-    spec = rule.spec
-    if not isinstance(a, np.ndarray):
-        raise ProtocolError(f"{where}: expected a numpy array, got {type(a).__name__}")
-    if id(a.dtype) not in rule.dtype_ids and a.dtype.str not in spec.dtypes:
-        raise ProtocolError(f"{where}: dtype {a.dtype.str} not allowed here (expected {list(spec.dtypes)})")
-    if (spec.ndim is not None and a.ndim != spec.ndim) or a.ndim < spec.min_ndim:
-        want = spec.ndim if spec.ndim is not None else f">= {spec.min_ndim}"
-        raise ProtocolError(f"{where}: ndim {a.ndim}, expected {want}")
-    if a.ndim > limits.max_ndim or a.size > limits.max_array_elems:
-        raise ProtocolError(f"{where}: shape {list(a.shape)} exceeds the limits")
-    if spec.distribution_rows:
-        _check_distribution_rows(where, a)
-    elif a.size == 0:
-        return
-    elif spec.unit_interval:
-        if not _all_in_half_open_unit(a):
-            _raise_first_bad(where, a, (a > 0) & (a <= 1), "must be in (0, 1]")
-    elif a.dtype.kind == "f":
-        if not _all_finite(a):
-            _raise_first_bad(where, a, np.isfinite(a), "must be finite")
-    elif a.dtype.kind == "b" and _max(a.view(_U8), None) > 1:
-        _raise_first_bad(where, a, a.view(_U8) <= 1, "is not a valid bool byte")
-
-
-def _check_distribution_rows(where: str, p: np.ndarray) -> None:
-    """Every row of p is a probability distribution: entries in [0, 1], summing to 1 within PROB_TOL."""
-    if p.size and not _all_in_closed_unit(p):
-        _raise_first_bad(where, p, (p >= 0) & (p <= 1), "must be a probability in [0, 1]")
-    n = p.shape[1]
-    deviation = p @ (_ONES[:n] if n <= _ONES.size else np.ones(n, np.float32))
-    deviation -= 1  # in place: the row sums are a fresh array
-    # sum of squares <= tol^2 implies every |deviation| <= tol; only if it fails look row by row, and decide
-    # on float64 sums: float32 rounding may put a row that is within the tolerance just outside it
-    if deviation.size and np.dot(deviation, deviation) > PROB_TOL**2 and np.abs(deviation).max() > PROB_TOL:
-        exact = np.abs(p.astype(np.float64).sum(axis=1) - 1)
-        if exact.max() > PROB_TOL:
-            row = int(exact.argmax())
-            raise ProtocolError(f"{where}: row {row} sums to {float(p[row].astype(np.float64).sum()):.6g} "
-                                f"(must be 1 within {PROB_TOL:g})")
-
-
-# Full reductions (axis=None) straight on the ufuncs: ndarray.max/min add a Python wrapper per call,
-# which on the small arrays of a message costs as much as the reduction itself.
-_max = np.maximum.reduce
-_U8, _U32, _U64 = np.dtype(np.uint8), np.dtype(np.uint32), np.dtype(np.uint64)
-
-# For float32 x >= +0.0 the uint32 bit patterns order like the values; NaN, +inf and anything with
-# the sign bit set compare above the pattern of 1.0, so one integer max checks range and finiteness.
-_F32_ONE_BITS = 0x3F800000
-_ONE_U32 = np.uint32(1)
-_ONES = np.ones(1024, np.float32)  # row sums as one matmul, without allocating ones each time
-_ONES.flags.writeable = False
-
-
-def _all_in_closed_unit(a: np.ndarray) -> bool:
-    """All values in [0, 1] (and so finite); -0.0 takes the exact path."""
-    if a.dtype.char == "f" and _max(a.view(_U32), None) <= _F32_ONE_BITS:
-        return True
-    return bool(a.min() >= 0 and a.max() <= 1)  # NaN fails both comparisons
-
-
-def _all_in_half_open_unit(a: np.ndarray) -> bool:
-    """All values in (0, 1]. For float32, bits - 1 (wrapping) < bits(1.0) holds exactly for the
-    patterns 1 .. bits(1.0), i.e. the values in (0, 1]; +0.0 wraps to the top, -0.0 and NaN lie above."""
-    if a.dtype.char == "f":
-        return bool(_max(a.view(_U32) - _ONE_U32, None) < _F32_ONE_BITS)
-    return bool(a.min() > 0 and a.max() <= 1)  # NaN fails both comparisons
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    """No NaN or infinity. Any of them makes the sum non-finite, so one sum clears the common case; a
-    sum that overflowed from finite values takes the exact path."""
-    return math.isfinite(np.add.reduce(a, None)) or bool(np.isfinite(a).all())
-
-
-def _check_indices(where: str, actions: np.ndarray, n: int) -> None:
-    """0 <= actions < n; negatives wrap to huge values in the unsigned view, so one max suffices."""
-    if actions.size and _max(actions.view(_U64), None) >= n:
-        bad = int(np.flatnonzero((actions < 0) | (actions >= n))[0])
-        raise ProtocolError(f"{where}: action index {int(actions[bad])} at row {bad} outside [0, {n})")
-
-
-def _raise_first_bad(where: str, a: np.ndarray, ok: np.ndarray, rule: str) -> None:
-    index = np.unravel_index(int(np.flatnonzero(~ok)[0]), a.shape)
-    at = ", ".join(str(int(i)) for i in index)
-    raise ProtocolError(f"{where}: value {a[index].item()!r} at [{at}] {rule}")
-
-
 def _names(keys: Any) -> str:
     """Keys of any type (bytes keys are possible) as a sorted, readable list."""
-    return "[" + ", ".join(sorted(map(_short, keys))) + "]"
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return "[" + ", ".join(sorted(map(short, keys))) + "]"
 
 
 _CHECKERS: dict[type[Spec], Callable[[Any, str, Any, Limits], None]] = {

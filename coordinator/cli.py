@@ -81,12 +81,12 @@ def run_options(command: Callable[..., Any] | None = None, *, out_help: str = RU
 
 
 def check_env(config: RunConfig) -> None:
-    """Build the world once, so that a world that cannot be made is one line now, not a traceback later."""
-    from envserver.worlds import make_world
+    """Describe the world once, so that a world that cannot be made is one line now, not a traceback later."""
+    from envserver.worlds import world_spec
     from protocol.cliopts import explain
 
     try:
-        make_world(config.env, config.agents, 1, config.seed)
+        world_spec(config.env, config.agents, 1)
     except Exception as err:  # an import error, a bad factory, bad arguments: the env's own message
         raise click.ClickException(f"--env {config.env}: {explain(err)}") from None
 

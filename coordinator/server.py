@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from protocol.run.topology import resolve_neighbors
-from envserver.worlds import make_world
+from envserver.worlds import world_spec
 from protocol.transport import sockets
 from protocol.audit.outbox import Outbox
 from protocol.audit.log import AuditLog
@@ -244,7 +244,7 @@ class Coordinator:
 
     def spec(self) -> WorldSpec:
         if self._spec is None:
-            self._spec = make_world(self.config.env, self.config.agents, self.config.batch, self.config.seed).spec
+            self._spec = world_spec(self.config.env, self.config.agents, self.config.batch)
         return self._spec
 
     def send_directories(self) -> None:

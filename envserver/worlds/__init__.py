@@ -23,6 +23,22 @@ SUMMARIES: dict[str, str] = {
 }
 
 
+def world_spec(name: str, n_agents: int, batch: int) -> WorldSpec:
+    """The spec of the named world for n_agents agents, without building it (an external PettingZoo world is
+    built once: only it knows its spaces). ValueError as make_world."""
+    if ":" in name:
+        return make_world(name, n_agents, batch, 0).spec
+    return world_class(name).describe(n_agents, batch)
+
+
+def world_class(name: str) -> type[World]:
+    """The class of one of our worlds; ValueError naming the choices for an unknown name."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown env {name!r}; choose one of {sorted(REGISTRY)}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def make_world(name: str, n_agents: int, batch: int, seed: int) -> World:
     """Build B seeded parallel copies of the named world for n_agents agents.
 
@@ -32,10 +48,7 @@ def make_world(name: str, n_agents: int, batch: int, seed: int) -> World:
         from envserver.worlds.pz_world import PettingZooWorld  # needs pettingzoo only when used
 
         return PettingZooWorld(name, n_agents=n_agents, batch=batch, seed=seed)
-    if name not in REGISTRY:
-        raise ValueError(f"unknown env {name!r}; choose one of {sorted(REGISTRY)}")
-    module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)(n_agents=n_agents, batch=batch, seed=seed)
+    return world_class(name)(n_agents=n_agents, batch=batch, seed=seed)
 
 
-__all__ = ["StepResult", "World", "WorldSpec", "make_world"]
+__all__ = ["StepResult", "World", "WorldSpec", "make_world", "world_spec"]

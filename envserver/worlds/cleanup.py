@@ -67,6 +67,7 @@ class CleanupWorld(GridWorld):
 
     NAME = "cleanup"
     N_ACTIONS = N_BASE_ACTIONS + 1
+    MAP = CLEANUP_MAP
 
     def __init__(
         self,

@@ -150,29 +150,37 @@ class GridWorld(World):
 
     NAME: str
     N_ACTIONS: int
+    MAP: Sequence[str]  # the game's own map
 
-    def __init__(self, rows: Sequence[str], n_agents: int, batch: int, seed: int, horizon: int = HORIZON):
-        self.grid = GridMap.parse(rows)
-        self.walls = self.grid.cells("@")
-        self.spawns = self.grid.coords("P")
-        most = min(len(self.spawns), len(AGENT_COLOURS))  # distinct spawn points, distinct colours
+    @classmethod
+    def describe(cls, n_agents: int, batch: int, rows: Sequence[str] | None = None,
+                 horizon: int = HORIZON) -> WorldSpec:
+        """The spec of this game on `rows` (default: its own map), without building it."""
+        spawns = GridMap.parse(rows or cls.MAP).coords("P")
+        most = min(len(spawns), len(AGENT_COLOURS))  # distinct spawn points, distinct colours
         if not 1 <= n_agents <= most:
-            raise ValueError(f"{self.NAME}: n_agents must be in 1..{most}")
+            raise ValueError(f"{cls.NAME}: n_agents must be in 1..{most}")
         if batch < 1 or horizon < 1:
             raise ValueError("batch and horizon must be >= 1")
-        self.n, self.b = n_agents, batch
-        self.spec = WorldSpec(
-            name=self.NAME,
+        return WorldSpec(
+            name=cls.NAME,
             n_agents=n_agents,
             batch=batch,
             obs_shape=(VIEW, VIEW, 3),
             obs_dtype="uint8",
-            n_actions=self.N_ACTIONS,
+            n_actions=cls.N_ACTIONS,
             horizon=horizon,
             default_action=STAY,
             candidates=complete_graph(n_agents),
             dynamic_neighbors=False,
         )
+
+    def __init__(self, rows: Sequence[str], n_agents: int, batch: int, seed: int, horizon: int = HORIZON):
+        self.spec = self.describe(n_agents, batch, rows, horizon)
+        self.grid = GridMap.parse(rows)
+        self.walls = self.grid.cells("@")
+        self.spawns = self.grid.coords("P")
+        self.n, self.b = n_agents, batch
         self.rng = np.random.default_rng(seed)
         h, w = self.grid.shape
         self.base_rgb = np.zeros((h, w, 3), dtype=np.uint8)

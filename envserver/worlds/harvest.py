@@ -43,6 +43,7 @@ class HarvestWorld(GridWorld):
 
     NAME = "harvest"
     N_ACTIONS = N_BASE_ACTIONS
+    MAP = HARVEST_MAP
 
     def __init__(
         self,

@@ -25,10 +25,12 @@ STAY = 4
 class NavigationWorld(RngOnlyState, World):
     """B vectorised copies of Cooperative Navigation with N agents on a 5x5 grid."""
 
-    def __init__(self, n_agents: int, batch: int, seed: int) -> None:
+    @classmethod
+    def describe(cls, n_agents: int, batch: int) -> WorldSpec:
+        """The spec of a navigation world, without building one."""
         if n_agents < 1:
             raise ValueError(f"navigation needs at least 1 agent, got {n_agents}")
-        self.spec = WorldSpec(
+        return WorldSpec(
             name="navigation",
             n_agents=n_agents,
             batch=batch,
@@ -40,6 +42,9 @@ class NavigationWorld(RngOnlyState, World):
             candidates=line_graph(n_agents),
             dynamic_neighbors=False,
         )
+
+    def __init__(self, n_agents: int, batch: int, seed: int) -> None:
+        self.spec = self.describe(n_agents, batch)
         self.rng = np.random.default_rng(seed)
         self.clock = EpisodeClock(HORIZON)
         self.cells = np.zeros((n_agents, batch, 2), dtype=np.int64)  # (x, y) of every agent

@@ -32,10 +32,12 @@ ALL_COOPERATE, MIXED, ALL_DEFECT = 0, 1, 2
 class PredationWorld(RngOnlyState, World):
     """B vectorised copies of Cooperative Predation with N >= 2 predators."""
 
-    def __init__(self, n_agents: int, batch: int, seed: int) -> None:
+    @classmethod
+    def describe(cls, n_agents: int, batch: int) -> WorldSpec:
+        """The spec of a predation world, without building one."""
         if n_agents < 2:
             raise ValueError(f"predation needs at least 2 agents, got {n_agents}")
-        self.spec = WorldSpec(
+        return WorldSpec(
             name="predation",
             n_agents=n_agents,
             batch=batch,
@@ -47,6 +49,9 @@ class PredationWorld(RngOnlyState, World):
             candidates=complete_graph(n_agents),
             dynamic_neighbors=n_agents > 2,
         )
+
+    def __init__(self, n_agents: int, batch: int, seed: int) -> None:
+        self.spec = self.describe(n_agents, batch)
         self.rng = np.random.default_rng(seed)
         self.clock = EpisodeClock(HORIZON)
         self.positions = np.zeros((n_agents, batch))  # x_i per copy, float64

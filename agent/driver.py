@@ -140,7 +140,8 @@ class AgentDriver:
 
 
 def advance(loop: Loop, reply: Any) -> Request | None:
-    """Resume an agent's loop with the reply to its request; its next request, or None once it has ended."""
+    """Resume an agent's loop with the reply to its request (None: start it); its next request, or None once
+    it has ended (at once, for a run resumed at its last update)."""
     try:
         return loop.send(reply)
     except StopIteration:
@@ -150,7 +151,7 @@ def advance(loop: Loop, reply: Any) -> Request | None:
 def drive(loop: Loop, answer: Callable[[Request], Any]) -> None:
     """Run one agent's loop to its end, answering each request with `answer`; a `Behind` that `answer`
     raises goes into the loop at the request that met it."""
-    request = next(loop)
+    request = advance(loop, None)
     while request is not None:
         try:
             reply = answer(request)

@@ -97,7 +97,7 @@ class Simulation:
         self.bar = RunProgress(config, self.start_update, enabled=progress)
         self.loops = {i: AgentDriver(i, learner, config, self.spec, rd, log, self.tensorboard).run(self.start_update)
                       for i, learner in enumerate(self.learners)}
-        self.requests = {i: next(loop) for i, loop in self.loops.items()}
+        self.requests = {i: request for i, loop in self.loops.items() if (request := advance(loop, None))}
 
     def play(self, until: Callable[[dict[int, Request]], bool]) -> None:
         """Answer the agents' requests, all together, until `until(requests)` holds or every loop has ended."""

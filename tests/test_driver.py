@@ -160,3 +160,12 @@ def test_an_agent_the_run_moved_on_without_rejoins_at_the_batch_named(tmp_path: 
     assert sorted(load_checkpoints(RunDir(tmp_path).checkpoint(0))) == [3, 6]  # the one due while away too
     assert learner.updates == 6
     assert "reset 2" not in solo.asked and "reset 3" in solo.asked
+
+
+def test_a_loop_resumed_at_its_last_update_ends_at_once(tmp_path: Path) -> None:
+    cfg = config()
+    solo = Solo(cfg, behind=(-1, type(None), 0))
+    learner = make_learner(0, solo.spec, solo.neighbors[0], cfg)
+    driver = AgentDriver(0, learner, cfg, solo.spec, RunDir(tmp_path), logging.getLogger("test"))
+    drive(driver.run(cfg.updates), solo.answer)  # nothing left to do: no request, no error
+    assert solo.asked == [] and read_rows(RunDir(tmp_path).train(0)) == []

@@ -26,6 +26,7 @@ from agent.ppo import PPOLearner
 from agent.records import missed_row, open_train_log, save_checkpoint
 from protocol.run.config import RunConfig
 from protocol.run.csvlog import CsvLog
+from protocol.loops import advance
 from protocol.wire.messages import Kind
 from protocol.run.rundir import RunDir
 from protocol.wire.spec import WorldSpec
@@ -137,15 +138,6 @@ class AgentDriver:
                             self.learner.state_dict())
         self.learner.skip_to(join)
         return join
-
-
-def advance(loop: Loop, reply: Any) -> Request | None:
-    """Resume an agent's loop with the reply to its request (None: start it); its next request, or None once
-    it has ended (at once, for a run resumed at its last update)."""
-    try:
-        return loop.send(reply)
-    except StopIteration:
-        return None
 
 
 def drive(loop: Loop, answer: Callable[[Request], Any]) -> None:

@@ -1,9 +1,10 @@
 """`ss-sim`: N learners and the world in one process, exchanging through memory.
 
 This is the reference the multi-process runtime must match bit for bit. Every agent runs the very loop an
-`ss-agent` process runs (agent/driver.py); here its requests are answered in memory, all agents' at once:
-the world reset or stepped as the env server does it, the round's messages routed as the network would
-deliver them, CL's team advantage computed as the central learner does.
+`ss-agent` process runs (agent/driver.py), and the world the very loop `ss-envserver` runs
+(envserver/lockstep.py); here their requests are answered in memory, all agents' at once: the world's
+loop gets every agent's RESET or STEP, the round's messages go through each agent's round bookkeeping as
+the network would deliver them, and CL's team advantage is computed as the central learner does.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from agent.baselines import make_learner
@@ -21,13 +21,11 @@ from agent.driver import AgentDriver, Exchange, Request, Reset, Step, TeamAdvant
 from agent.records import load_checkpoints, open_central_log, save_checkpoint
 from agent.rounds import MemoryNetwork, RoundBook
 from coordinator.progress import RunProgress
-from envserver.metrics import BatchReturns, metric_columns
-from envserver.observe import observation
-from envserver.worlds import StepResult, World, make_world
-from protocol.run.topology import project_mask, resolve_neighbors
-from protocol.run.checkpoints import discard, read_json, resume_point, save_json, versions
+from envserver.lockstep import EnvLoop
+from envserver.worlds import World, make_world
+from protocol.run.topology import resolve_neighbors
+from protocol.run.checkpoints import discard, read_json, resume_point, versions
 from protocol.run.config import RunConfig, write_toml
-from protocol.run.csvlog import CsvLog
 from protocol.transport.inbox import Inbox
 from protocol.run.rundir import RunDir
 
@@ -92,7 +90,9 @@ class Simulation:
             for path in (*map(rd.checkpoint, range(config.agents)), rd.central_checkpoint, rd.world_checkpoint):
                 discard(path)
         keep = config.kept_episodes(self.start_update)
-        self.metrics = CsvLog(rd.metrics, metric_columns(self.world), keep, rd.tensorboard if self.tensorboard else None)
+        self.env = EnvLoop(self.world, config, self.neighbors, rd, log, self.tensorboard)
+        self.world_loop = self.env.run(self.start_update)
+        self.collect = advance(self.world_loop, None)  # what the world waits for next
         self.central_log = open_central_log(rd, keep) if self.central is not None else None
         self.bar = RunProgress(config, self.start_update, enabled=progress)
         self.loops = {i: AgentDriver(i, learner, config, self.spec, rd, log, self.tensorboard).run(self.start_update)
@@ -117,10 +117,9 @@ class Simulation:
         self.play(lambda requests: isinstance(requests[0], Reset))
 
     def close(self) -> None:
-        for loop in self.loops.values():
+        for loop in (*self.loops.values(), self.world_loop):
             loop.close()
         self.bar.close()
-        self.metrics.close()
         if self.central_log is not None:
             self.central_log.close()
 
@@ -131,39 +130,30 @@ class Simulation:
         first = requests[0]
         if any(type(request) is not type(first) for request in requests.values()):
             raise RuntimeError(f"agents out of lockstep: {sorted({type(r).__name__ for r in requests.values()})}")
-        if isinstance(first, Reset):
-            self.returns = BatchReturns(self.world)
-            return self.observations(self.world.reset(), first.episode, 0)
-        if isinstance(first, Step):
-            result = self.world.step(np.stack([requests[i].actions for i in sorted(requests)]))
-            self.returns.add(result.rewards)
-            if first.step == self.spec.horizon:
-                row = self.returns.row((first.episode + 1) * self.config.batch)
-                self.metrics.append(row)
-                self.bar.advance(row)
-            return self.observations(result, first.episode, first.step)
+        if isinstance(first, (Reset, Step)):
+            return self.play_world(requests)
         if isinstance(first, TeamAdvantage):
             advantages = self.central.advantages([requests[i].report for i in sorted(requests)])
             return {i: {"advantages": advantages} for i in requests}
         return self.network.exchange(first.round_id, {i: request.out for i, request in requests.items()},
                                      {i: request.expect for i, request in requests.items()})
 
-    def observations(self, result: StepResult, episode: int, step: int) -> dict[int, dict[str, object]]:
-        """Every agent's OBS body, as the env server sends it."""
-        return {i: observation(result, i, episode, step, self.mask(i, result.masks[i]), False)
-                for i in range(self.config.agents)}
+    def play_world(self, requests: dict[int, Reset | Step]) -> dict[int, dict[str, object]]:
+        """The world's loop (envserver/lockstep.py, as in `ss-envserver`) answered with every agent's request:
+        each agent's OBS body."""
+        sent = {i: request.actions if isinstance(request, Step) else {"episode": request.episode}
+                for i, request in requests.items()}
+        observations = advance(self.world_loop, sent)
+        self.collect = advance(self.world_loop, None)  # after a batch's last step: its metrics.csv row
+        if observations.step == self.spec.horizon:
+            self.bar.advance(self.env.row)
+        return observations.bodies
 
     def end_update(self, update: int) -> None:
         """Update `update` is done by every agent (each wrote its train.csv row and checkpoint): CL's critic
-        steps, then the world's checkpoint when due (the resume point is consistent only when all agree)."""
+        steps, as the central learner takes them once it has answered every agent."""
         episode = update * self.config.batch
         if self.central is not None:
             self.central_log.append({"update": update, "episode": episode, **self.central.fit()})
             if self.config.checkpoint_due(update):
                 save_checkpoint(self.run_dir.central_checkpoint, update, episode, self.central.state_dict())
-        if self.config.checkpoint_due(update):
-            save_json(self.run_dir.world_checkpoint, {"update": update, "world": self.world.get_state()})
-
-    def mask(self, agent_id: int, world_mask: np.ndarray) -> np.ndarray:
-        """The world's neighbour mask restricted to this agent's neighbours."""
-        return project_mask(self.spec.candidates[agent_id], world_mask, self.neighbors[agent_id])

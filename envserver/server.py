@@ -1,10 +1,10 @@
 """`ss-envserver`: steps the shared world in lockstep and hands each agent only its own data.
 
-Per episode batch: wait for RESET from every live agent, reset, reply; then per step wait for every
-live agent's STEP (deadline; a missing agent gets the env's default action, is flagged in the log and
-counted in metrics.csv), step, and reply to each agent with its own observation, its own reward, its
-episode ends (terminated / truncated) and its neighbour mask. Agent i's reward goes to agent i and
-nowhere else.
+The world's loop is envserver/lockstep.py's (the same in `ss-sim`); here its requests are answered over
+ZeroMQ: per episode batch, wait for RESET from every live agent; per step, wait for every live agent's
+STEP (deadline; a missing agent gets the env's default action, is flagged in the log and counted in
+metrics.csv); reply to each agent with its own observation, its own reward, its episode ends (terminated
+/ truncated) and its neighbour mask. Agent i's reward goes to agent i and nowhere else.
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from envserver.metrics import BatchReturns, metric_columns
-from envserver.observe import observation
-from envserver.worlds import StepResult, make_world
+from envserver.lockstep import Collect, EnvLoop, Observations
+from envserver.worlds import make_world
 from protocol.transport import sockets
-from protocol.run.checkpoints import read_json, restore, save_json, versions
-from protocol.run.csvlog import CsvLog
+from protocol.loops import advance
+from protocol.run.checkpoints import read_json, restore, versions
 from protocol.wire.messages import ENVSERVER_ID, Kind, Message
 from protocol.run.rundir import RunDir
 from protocol.transport.rendezvous import Start
 from protocol.transport.service import AgentFacing, Served
 from protocol.transport.service import serve as run_service
-from protocol.run.topology import project_mask, resolve_neighbors
+from protocol.run.topology import resolve_neighbors
 
 log = logging.getLogger("ss-envserver")
 
@@ -91,40 +90,29 @@ class EnvServer(AgentFacing):
             self.live.discard(i)
         return got
 
-    # ---- stepping ---------------------------------------------------------------------------
+    # ---- the loop's requests, over ZeroMQ ---------------------------------------------------------
 
-    def reply(self, result: StepResult, episode: int, step: int, defaulted: set[int]) -> None:
-        """Each agent its own observation, reward and mask, nothing of anyone else's; an agent that missed
-        the deadline gets its reply too (`default_used`), so it can catch up instead of waiting."""
-        for i in self.routes:
-            mask = project_mask(self.spec.candidates[i], result.masks[i], self.neighbors[i])
-            body = observation(result, i, episode, step, mask, i in defaulted)
-            self._send(i, Kind.OBS, body, step)
+    def answer(self, request: Collect | Observations) -> dict[int, object] | None:
+        """Collect: every live agent's RESET (bodies) or STEP (validated actions) by its deadline. Observations:
+        to every agent we can reach, its own."""
+        cfg = self.config
+        if isinstance(request, Observations):
+            for i in self.routes:
+                self._send(i, Kind.OBS, request.bodies[i], request.step)
+            return None
+        if request.kind is Kind.RESET:
+            self.link.progress = request.episode
+            resets = self.collect(Kind.RESET, request.episode, 0, cfg.reset_deadline_s, then_s=cfg.step_deadline_s)
+            if not resets:
+                raise RuntimeError(f"no agent asked for episode batch {request.episode} within "
+                                   f"{cfg.reset_deadline_s:.0f}s")
+            return {i: msg.body for i, msg in resets.items()}
+        steps = self.collect(Kind.STEP, request.episode, request.step, cfg.step_deadline_s)
+        return {i: self._actions(i, msg) for i, msg in steps.items()}
 
     def _send(self, agent: int, kind: Kind, body: dict, step: int) -> None:
         if not self.send_to(agent, kind, body, step=step):
             self.live.discard(agent)
-
-    def play_batch(self, update: int) -> dict[str, object]:
-        """One episode batch in lockstep; returns its metrics.csv row."""
-        cfg = self.config
-        self.link.progress = update
-        resets = self.collect(Kind.RESET, update, 0, cfg.reset_deadline_s, then_s=cfg.step_deadline_s)
-        if not resets:
-            raise RuntimeError(f"no agent asked for episode batch {update} within {cfg.reset_deadline_s:.0f}s")
-        returns = BatchReturns(self.world)
-        result = self.world.reset()
-        self.reply(result, update, 0, set(range(cfg.agents)) - set(resets))
-        for t in range(1, self.spec.horizon + 1):
-            steps = self.collect(Kind.STEP, update, t, cfg.step_deadline_s)
-            actions = np.full((cfg.agents, cfg.batch), self.spec.default_action, dtype=np.int64)
-            for i, msg in steps.items():
-                actions[i] = self._actions(i, msg)
-            defaulted = set(range(cfg.agents)) - set(steps)
-            result = self.world.step(actions)
-            returns.add(result.rewards, missing=len(defaulted))
-            self.reply(result, update, t, defaulted)
-        return returns.row((update + 1) * cfg.batch)
 
     def _actions(self, i: int, msg: Message) -> np.ndarray:
         acts = msg.body["actions"]
@@ -139,23 +127,14 @@ class EnvServer(AgentFacing):
         return sorted(self.saved)
 
     def run(self, start: Start) -> None:
-        """Episode batches `start.update` .. the last; metrics.csv gets one row per batch, exactly as `ss-sim`
-        writes it, and the world is checkpointed on the agents' schedule (world_checkpoint.json, as `ss-sim`).
-        A restarted env server restores its newest world state and plays on from the batch the agents are at."""
-        cfg, path = self.config, self.run_dir.world_checkpoint
-        restore(lambda state: self.world.set_state(state["world"]), self.saved, start.checkpoint, path)
-        metrics = CsvLog(self.run_dir.metrics, metric_columns(self.world), cfg.kept_episodes(start.update),
-                         self.run_dir.tensorboard if self.tensorboard else None)
-        try:
-            for update in range(start.update, cfg.updates):
-                row = self.play_batch(update)
-                metrics.append(row)
-                if row["missing_actions"]:
-                    log.warning("batch %d: %d agent-steps used the default action", update, row["missing_actions"])
-                if cfg.checkpoint_due(update + 1):
-                    save_json(path, {"update": update + 1, "world": self.world.get_state()})
-        finally:
-            metrics.close()
+        """The world's loop (envserver/lockstep.py, as in `ss-sim`) from `start.update`, answered here. A
+        restarted env server restores its newest world state and plays on from the batch the agents are at."""
+        restore(lambda state: self.world.set_state(state["world"]), self.saved, start.checkpoint,
+                self.run_dir.world_checkpoint)
+        loop = EnvLoop(self.world, self.config, self.neighbors, self.run_dir, log, self.tensorboard).run(start.update)
+        request = advance(loop, None)
+        while request is not None:
+            request = advance(loop, self.answer(request))
 
 
 def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str | None = None,

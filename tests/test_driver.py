@@ -169,3 +169,26 @@ def test_a_loop_resumed_at_its_last_update_ends_at_once(tmp_path: Path) -> None:
     driver = AgentDriver(0, learner, cfg, solo.spec, RunDir(tmp_path), logging.getLogger("test"))
     drive(driver.run(cfg.updates), solo.answer)  # nothing left to do: no request, no error
     assert solo.asked == [] and read_rows(RunDir(tmp_path).train(0)) == []
+
+
+def test_an_agent_whose_step_did_not_come_gets_the_default_action_counted_and_flagged(tmp_path: Path) -> None:
+    """The world's loop (envserver/lockstep.py), answered in memory: agent 1's STEP 3 of batch 0 is missing."""
+    from envserver.lockstep import Collect, EnvLoop, Observations
+    from protocol.loops import advance
+
+    cfg = config(episodes=2)
+    world = make_world(cfg.env, cfg.agents, cfg.batch, cfg.seed)
+    loop = EnvLoop(world, cfg, resolve_neighbors(cfg, world.spec), RunDir(tmp_path), logging.getLogger("test")).run(0)
+    flagged = {}
+    request = advance(loop, None)
+    while request is not None:
+        if isinstance(request, Observations):
+            flagged[request.step] = {i: body["default_used"] for i, body in request.bodies.items()}
+            request = advance(loop, None)
+            continue
+        assert isinstance(request, Collect)
+        came = {i: np.ones(cfg.batch, np.int64) for i in range(cfg.agents) if (request.step, i) != (3, 1)}
+        request = advance(loop, came)
+    assert flagged[3] == {0: False, 1: True, 2: False} and not any(any(f.values()) for t, f in flagged.items() if t != 3)
+    rows = read_rows(RunDir(tmp_path).metrics)
+    assert len(rows) == 1 and int(rows[0]["missing_actions"]) == 1  # one agent-step missed

@@ -17,7 +17,9 @@ import torch
 
 from agent.central_critic import CentralCritic, check_report
 from agent.exchange import Body
-from agent.records import load_checkpoints, open_central_log, save_checkpoint
+from agent.central_loop import Advantages, Reports, central_loop
+from agent.records import load_checkpoints
+from protocol.loops import advance
 from protocol.run.checkpoints import restore
 from protocol.cliopts import process_options, run_process
 from protocol.wire.messages import CENTRAL_LEARNER_ID, Kind, Message
@@ -76,27 +78,24 @@ class CentralLearner(AgentFacing):
         return sorted(self.saved)
 
     def run(self, start: Start) -> None:
-        """Every update from `start`: REWARDs in, team advantage out to each agent (ADV), then the K critic steps."""
+        """The central learner's loop (agent/central_loop.py, as in `ss-sim`) from `start`, answered here."""
         restore(lambda state: self.critic.load_state_dict(state["learner"]), self.saved, start.checkpoint,
                 self.run_dir.central_checkpoint)
-        train_log = open_central_log(self.run_dir, self.config.kept_episodes(start.update))
-        try:
-            for update in range(start.update, self.config.updates):
-                self.link.progress = update
-                # a whole rollout lies between two updates' REWARDs: the reset deadline bounds the wait
-                reports = self.collect(update, self.config.reset_deadline_s)
-                advantages = self.critic.advantages(reports)
-                for i, report in enumerate(reports):
-                    if report is not None:
-                        self.outbox.send(self.sock, Kind.ADV, {"advantages": advantages}, dest=f"agent:{i}",
-                                         endpoint=self.endpoint, routing_id=self.routes[i], round=update)
-                stats = self.critic.fit()
-                episode = (update + 1) * self.config.batch
-                train_log.append({"update": update + 1, "episode": episode, **stats})
-                if self.config.checkpoint_due(update + 1):
-                    save_checkpoint(self.run_dir.central_checkpoint, update + 1, episode, self.critic.state_dict())
-        finally:
-            train_log.close()
+        loop = central_loop(self.critic, self.config, self.run_dir, start.update)
+        request = advance(loop, None)
+        while request is not None:
+            request = advance(loop, self.answer(request))
+
+    def answer(self, request: Reports | Advantages) -> list[Body | None] | None:
+        """Reports: every agent's REWARD by the deadline (a whole rollout lies between two updates' REWARDs:
+        the reset deadline bounds the wait). Advantages: ADV to each agent that reported."""
+        if isinstance(request, Reports):
+            self.link.progress = request.update
+            return self.collect(request.update, self.config.reset_deadline_s)
+        for i in request.to:
+            self.outbox.send(self.sock, Kind.ADV, {"advantages": request.advantages}, dest=f"agent:{i}",
+                             endpoint=self.endpoint, routing_id=self.routes[i], round=request.update)
+        return None
 
 
 def serve(coordinator: str, bind: str, run_id: str, out: RunDir, advertise: str | None = None,

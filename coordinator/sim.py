@@ -17,14 +17,16 @@ import torch
 
 from agent.baselines import make_learner
 from agent.central_critic import CentralCritic
-from agent.driver import AgentDriver, Exchange, Request, Reset, Step, TeamAdvantage, advance
-from agent.records import load_checkpoints, open_central_log, save_checkpoint
+from agent.central_loop import central_loop
+from agent.driver import AgentDriver, Request, Reset, Step, TeamAdvantage
+from agent.records import load_checkpoints
 from agent.rounds import MemoryNetwork, RoundBook
 from coordinator.progress import RunProgress
 from envserver.lockstep import EnvLoop
 from envserver.worlds import World, make_world
 from protocol.run.topology import resolve_neighbors
 from protocol.run.checkpoints import discard, read_json, resume_point, versions
+from protocol.loops import advance
 from protocol.run.config import RunConfig, write_toml
 from protocol.transport.inbox import Inbox
 from protocol.run.rundir import RunDir
@@ -81,7 +83,7 @@ class Simulation:
             self.close()
 
     def open(self, progress: bool = True) -> None:
-        """Start every agent's loop (agent/driver.py, as in `ss-agent`) up to its first request."""
+        """Start the world's loop, CL's central learner's, and every agent's, each up to its first request."""
         torch.set_num_threads(1)
         config, rd = self.config, self.run_dir
         rd.make(config.agents)
@@ -89,11 +91,12 @@ class Simulation:
         if not self.start_update:  # a fresh run: never resume into an older run's checkpoints later
             for path in (*map(rd.checkpoint, range(config.agents)), rd.central_checkpoint, rd.world_checkpoint):
                 discard(path)
-        keep = config.kept_episodes(self.start_update)
         self.env = EnvLoop(self.world, config, self.neighbors, rd, log, self.tensorboard)
         self.world_loop = self.env.run(self.start_update)
-        self.collect = advance(self.world_loop, None)  # what the world waits for next
-        self.central_log = open_central_log(rd, keep) if self.central is not None else None
+        advance(self.world_loop, None)  # up to its first Collect
+        self.central_loop = central_loop(self.central, config, rd, self.start_update) if self.central is not None else None
+        if self.central_loop is not None:
+            advance(self.central_loop, None)  # up to its first Reports
         self.bar = RunProgress(config, self.start_update, enabled=progress)
         self.loops = {i: AgentDriver(i, learner, config, self.spec, rd, log, self.tensorboard).run(self.start_update)
                       for i, learner in enumerate(self.learners)}
@@ -105,8 +108,6 @@ class Simulation:
             asked = self.requests
             replies = self.answer(asked)
             self.requests = {i: request for i, loop in self.loops.items() if (request := advance(loop, replies[i]))}
-            if isinstance(asked[0], Exchange) and not isinstance(self.requests.get(0), Exchange):
-                self.end_update(self.requests[0].episode if self.requests else self.config.updates)
 
     def rollout(self) -> None:
         """Play the next episode batch (the agents then wait for their first exchange round)."""
@@ -117,11 +118,9 @@ class Simulation:
         self.play(lambda requests: isinstance(requests[0], Reset))
 
     def close(self) -> None:
-        for loop in (*self.loops.values(), self.world_loop):
+        for loop in (*self.loops.values(), self.world_loop, *([self.central_loop] if self.central_loop else [])):
             loop.close()
         self.bar.close()
-        if self.central_log is not None:
-            self.central_log.close()
 
     def answer(self, requests: dict[int, Request]) -> dict[int, Any]:
         """Every agent's reply to its request, all asked in lockstep: the world's reset or step (as the env
@@ -133,8 +132,7 @@ class Simulation:
         if isinstance(first, (Reset, Step)):
             return self.play_world(requests)
         if isinstance(first, TeamAdvantage):
-            advantages = self.central.advantages([requests[i].report for i in sorted(requests)])
-            return {i: {"advantages": advantages} for i in requests}
+            return self.team_advantages(requests)
         return self.network.exchange(first.round_id, {i: request.out for i, request in requests.items()},
                                      {i: request.expect for i, request in requests.items()})
 
@@ -144,16 +142,14 @@ class Simulation:
         sent = {i: request.actions if isinstance(request, Step) else {"episode": request.episode}
                 for i, request in requests.items()}
         observations = advance(self.world_loop, sent)
-        self.collect = advance(self.world_loop, None)  # after a batch's last step: its metrics.csv row
+        advance(self.world_loop, None)  # on to its next Collect (after a batch's last step: its metrics.csv row)
         if observations.step == self.spec.horizon:
             self.bar.advance(self.env.row)
         return observations.bodies
 
-    def end_update(self, update: int) -> None:
-        """Update `update` is done by every agent (each wrote its train.csv row and checkpoint): CL's critic
-        steps, as the central learner takes them once it has answered every agent."""
-        episode = update * self.config.batch
-        if self.central is not None:
-            self.central_log.append({"update": update, "episode": episode, **self.central.fit()})
-            if self.config.checkpoint_due(update):
-                save_checkpoint(self.run_dir.central_checkpoint, update, episode, self.central.state_dict())
+    def team_advantages(self, requests: dict[int, TeamAdvantage]) -> dict[int, dict[str, object]]:
+        """CL's central learner's loop (agent/central_loop.py, as in `ss-critic`) answered with every agent's
+        report: each agent's ADV body. Its critic steps follow at once, as the central learner takes them."""
+        answer = advance(self.central_loop, [requests[i].report for i in sorted(requests)])
+        advance(self.central_loop, None)  # the critic steps, train log, checkpoint; on to the next Reports
+        return {i: {"advantages": answer.advantages} for i in answer.to}

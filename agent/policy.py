@@ -22,7 +22,7 @@ from protocol.wire.spec import WorldSpec
 
 def own_policy_state(learner_state: dict[str, Any], agent_id: int) -> dict[str, torch.Tensor]:
     """pi_ii's parameters from a learner's state_dict: `policy` for every algorithm but PS, whose pi_ii is
-    its own copy `copies.<i>` (agent/baselines/ps.py)."""
+    its own copy `copies.<i>` (agent/algorithms/ps.py)."""
     if "policy" in learner_state:
         return learner_state["policy"]
     prefix = f"{agent_id}."

@@ -1,11 +1,11 @@
 """The PPO core every learner of the runtime shares (DESIGN.md sections 3-4): agent i's own policy pi_ii
 and critic V_i, Adam, its RNG, its rollout, GAE once per episode batch, and one full-batch Adam step per
 exchange round. What an algorithm exchanges and which loss it minimises is its subclass's: SS in
-`agent/learner.py`, the baselines in `agent/baselines/`.
+`agent/algorithms/ss.py`, the baselines in `agent/algorithms/`.
 
 Drive every learner as: act/record for T steps -> begin_update -> for k < K: outgoing(k), exchange,
 update_step(k, received) -> end_update (CL takes the central learner's team advantage before
-begin_update: `agent/baselines/cl.py`). The in-process simulator and the agent process both do so,
+begin_update: `agent/algorithms/cl.py`). The in-process simulator and the agent process both do so,
 and a learner's numbers depend only on (config, agent id, candidates) and what it is handed.
 """
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import zmq
 
-from agent.baselines import make_learner
+from agent.algorithms import make_learner
 from agent.driver import AgentDriver, Request, Reset, Step, TeamAdvantage, drive
 from agent.env_link import RETRY_MARGIN_S, EnvLink
 from agent.learner_link import LearnerLink
@@ -56,7 +56,7 @@ class AgentOptions:
 
 
 class AgentProcess:
-    """Owns the sockets of one agent; the learning itself is the socket-free learner (`agent/ppo.py`, `agent/learner.py`, `agent/baselines/`)."""
+    """Owns the sockets of one agent; the learning itself is the socket-free learner (`agent/ppo.py`, `agent/algorithms/ss.py`, `agent/algorithms/`)."""
 
     def __init__(self, opts: AgentOptions):
         self.opts = opts

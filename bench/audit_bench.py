@@ -28,7 +28,7 @@ import zmq
 
 from _timing import explain, median, predation, result
 from agent.exchange import Outgoing, Received
-from agent.learner import Learner
+from agent.algorithms.ss import SSLearner
 from agent.peer_link import PeerLink
 from coordinator.sim import Simulation
 from protocol.audit.outbox import Outbox
@@ -41,13 +41,13 @@ ENDPOINT = "inproc://audit-bench"
 
 
 class TimedAgent:
-    """Agent `me`'s Learner, called by the simulation as the agent process calls it, plus the process's
+    """Agent `me`'s SSLearner, called by the simulation as the agent process calls it, plus the process's
     sends: RESET before the first act() of a batch and STEP after each (as agent/env_link.py sends
     them), and after outgoing(k) the round's DIST/SUGG through the real `PeerLink.exchange` (with no
     neighbour expected, so it publishes and returns without waiting). Accumulates the seconds spent in
     all of it, and separately in the sends; `mode` picks the outbox (and so the audit log) in use."""
 
-    def __init__(self, learner: Learner, outboxes: dict[str, Outbox], peers: PeerLink, iterations: int):
+    def __init__(self, learner: SSLearner, outboxes: dict[str, Outbox], peers: PeerLink, iterations: int):
         self.learner = learner
         self.outboxes = outboxes
         self.peers = peers

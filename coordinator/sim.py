@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from agent.baselines import make_learner
+from agent.algorithms import make_learner
 from agent.central_critic import CentralCritic
 from agent.central_loop import central_loop
 from agent.driver import AgentDriver, Request, Reset, Step, TeamAdvantage

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from agent.baselines import make_learner
-from agent.baselines.consensus import consensus, flat, load_flat, metropolis_row, mix_parameters
-from agent.baselines.imr import imr_rewards, kind_actions
-from agent.baselines.ps import JointFactor, joint_ratio_loss
-from agent.baselines.vs import mean_advantage
+from agent.algorithms import make_learner
+from agent.algorithms.consensus import consensus, flat, load_flat, metropolis_row, mix_parameters
+from agent.algorithms.imr import imr_rewards, kind_actions
+from agent.algorithms.ps import JointFactor, joint_ratio_loss
+from agent.algorithms.vs import mean_advantage
 from agent.buffer import Rollout
 from tests.routing import route_in_memory
-from agent.learner import Learner
+from agent.algorithms.ss import SSLearner
 from agent.nets import PolicyNet
 from agent.ss_loss import ss_loss
 from coordinator.sim import Simulation
@@ -148,7 +148,7 @@ def test_make_learner_chooses_by_algo_and_every_algo_starts_from_ippos_policy() 
         assert type(learners[1]).__name__.lower().startswith(algo)
         for i in range(3):
             np.testing.assert_array_equal(flat(learners[i].policy).numpy(), flat(ippo[i].policy).numpy())
-    assert type(toy_learners("ss")[0]) is Learner
+    assert type(toy_learners("ss")[0]) is SSLearner
     with pytest.raises(ValueError, match="no learner"):
         make_learner(0, SPEC, (1,), RunConfig(algo="nope"))
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from agent.baselines import make_learner
-from agent.baselines.cl import CLLearner
+from agent.algorithms import make_learner
+from agent.algorithms.cl import CLLearner
 from agent.central_critic import CentralCritic, check_report
 from coordinator.sim import Simulation
 from protocol.audit.verify import verify_log

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.baselines import make_learner
+from agent.algorithms import make_learner
 from agent.driver import AgentDriver, Exchange, Reset, Step, TeamAdvantage, drive
 from agent.env_link import Behind
 from agent.exchange import Outgoing

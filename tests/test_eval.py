@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from agent.baselines import make_learner
+from agent.algorithms import make_learner
 from agent.policy import Policy, own_policy_state
 from agent.records import load_checkpoints
 from coordinator.research.evaluate import evaluate, load_policies, play

@@ -1,4 +1,4 @@
-"""The Learner: deterministic seeding, IPPO mode, communication gaps, resume."""
+"""The SSLearner: deterministic seeding, IPPO mode, communication gaps, resume."""
 
 import dataclasses
 import io
@@ -10,7 +10,7 @@ import torch
 
 from tests.routing import route_in_memory
 from protocol.wire.messages import Kind
-from agent.learner import Learner
+from agent.algorithms.ss import SSLearner
 from agent.nets import obs_tensor
 from envserver.worlds.base import WorldSpec
 from protocol.run.config import RunConfig
@@ -25,11 +25,11 @@ CONFIG = RunConfig(env="predation", agents=3, batch=B, seed=7, hidden=(8,), iter
                    rho=5.0, actor_lr=1e-2, critic_lr=1e-2)
 
 
-def make(config: RunConfig = CONFIG, ids=range(3)) -> dict[int, Learner]:
-    return {i: Learner(i, SPEC, SPEC.candidates[i], config) for i in ids}
+def make(config: RunConfig = CONFIG, ids=range(3)) -> dict[int, SSLearner]:
+    return {i: SSLearner(i, SPEC, SPEC.candidates[i], config) for i in ids}
 
 
-def rollout(learners: dict[int, Learner], data: np.random.Generator) -> np.ndarray:
+def rollout(learners: dict[int, SSLearner], data: np.random.Generator) -> np.ndarray:
     """One episode batch of random observations, masks and rewards; returns actions [T, N, B]."""
     taken = []
     for t in range(T):
@@ -45,7 +45,7 @@ def rollout(learners: dict[int, Learner], data: np.random.Generator) -> np.ndarr
     return np.array(taken)
 
 
-def update(learners: dict[int, Learner], drop=lambda k, i, j: False) -> dict[int, dict[str, float]]:
+def update(learners: dict[int, SSLearner], drop=lambda k, i, j: False) -> dict[int, dict[str, float]]:
     """K rounds over the in-memory exchange; `drop(k, i, j)` loses j's round-k message to i."""
     cands = {i: l.candidates for i, l in learners.items()}
     for learner in learners.values():
@@ -57,7 +57,7 @@ def update(learners: dict[int, Learner], drop=lambda k, i, j: False) -> dict[int
     return {i: l.end_update() for i, l in learners.items()}
 
 
-def train(learners: dict[int, Learner], updates: int, data: np.random.Generator,
+def train(learners: dict[int, SSLearner], updates: int, data: np.random.Generator,
           drop=lambda k, i, j: False) -> list[dict[int, dict[str, float]]]:
     """`updates` rollouts, each followed by an update."""
     history = []
@@ -74,7 +74,7 @@ def test_same_seed_same_parameters_whatever_else_was_built_first():
 
     torch.manual_seed(123)
     torch.rand(100)  # disturb the global torch RNG ...
-    Learner(5, SPEC, (), dataclasses.replace(CONFIG, seed=99))  # ... and build another agent first
+    SSLearner(5, SPEC, (), dataclasses.replace(CONFIG, seed=99))  # ... and build another agent first
     second = make(ids=(2, 1, 0))  # and in another order
     train({i: second[i] for i in range(3)}, 3, np.random.default_rng(0))
 
@@ -100,7 +100,7 @@ def test_update_statistics():
 
 def test_ippo_has_no_suggestion_nets_and_sends_no_suggestions():
     ippo_cfg = dataclasses.replace(CONFIG, algo="ippo")
-    ippo, ss = Learner(1, SPEC, (0, 2), ippo_cfg), Learner(1, SPEC, (0, 2), CONFIG)
+    ippo, ss = SSLearner(1, SPEC, (0, 2), ippo_cfg), SSLearner(1, SPEC, (0, 2), CONFIG)
     assert ippo.candidates == () and len(ippo.suggesters) == 0
     n_own = sum(p.numel() for net in (ippo.policy, ippo.critic) for p in net.parameters())
     assert ippo.flat_parameters().size == n_own < ss.flat_parameters().size

@@ -2,7 +2,7 @@
 control (and which of that carries private fields), whether they exchange with neighbours, whether they
 exchange with every neighbour each round (so --partners, paper A.4, does not apply), and whether a central
 learner process runs. Everything outside the learners asks this table, never the algorithm's name. The
-learners: agent/learner.py (ss, and ippo: ss without neighbours) and agent/baselines/<name>.py.
+learners: agent/algorithms/ss.py (ss, and ippo: ss without neighbours) and agent/algorithms/<name>.py.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from protocol.wire.messages import Kind
 from protocol.wire.spec import WorldSpec
 
 
-class Learner(PPOLearner):
+class SSLearner(PPOLearner):
     """Agent i's nets (pi_ii, pi_ij for every candidate j, V_i), optimiser, RNG and rollout."""
 
     def __init__(self, agent_id: int, spec: WorldSpec, candidates: tuple[int, ...],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agent.baselines.consensus import flat, metropolis_row, mix_parameters
+from agent.algorithms.consensus import flat, metropolis_row, mix_parameters
 from agent.exchange import Outgoing, Received, RoundKinds
 from agent.neighbourhood import communicates
 from agent.nets import ValueNet

@@ -1,21 +1,22 @@
-"""The baselines of DESIGN.md section 4 on the shared PPO core, and the choice of learner by `config.algo`."""
+"""One file per algorithm on the shared PPO core: SS (ss.py; ippo is SS without neighbours) and the baselines of
+DESIGN.md section 4; each algorithm's wire contract is its row in protocol/wire/algorithms.py."""
 
 from __future__ import annotations
 
-from agent.baselines.cl import CLLearner
-from agent.baselines.imr import IMRLearner
-from agent.baselines.ps import PSLearner
-from agent.baselines.vps import VPSLearner
-from agent.baselines.vs import VSLearner
-from agent.learner import Learner
+from agent.algorithms.cl import CLLearner
+from agent.algorithms.imr import IMRLearner
+from agent.algorithms.ps import PSLearner
+from agent.algorithms.vps import VPSLearner
+from agent.algorithms.vs import VSLearner
+from agent.algorithms.ss import SSLearner
 from agent.ppo import PPOLearner
 from protocol.wire.algorithms import ALGORITHMS
 from protocol.run.config import RunConfig
 from protocol.wire.spec import WorldSpec
 
 LEARNERS: dict[str, type[PPOLearner]] = {
-    "ss": Learner,
-    "ippo": Learner,  # SS with no neighbours
+    "ss": SSLearner,
+    "ippo": SSLearner,  # SS with no neighbours
     "vs": VSLearner,
     "vps": VPSLearner,
     "ps": PSLearner,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agent.baselines.consensus import flat, metropolis_row, mix_parameters
+from agent.algorithms.consensus import flat, metropolis_row, mix_parameters
 from agent.exchange import Outgoing, Received, RoundKinds
 from agent.neighbourhood import communicates
 from agent.nets import PolicyNet

@@ -57,8 +57,9 @@ class RayProcess:
         self.placement: dict[str, object] = {}
         self.restarted()
 
-    def restarted(self) -> None:
-        """Wait for the (re)started actor and learn where its process runs."""
+    def restarted(self, dead_pid: int | None = None) -> None:
+        """Wait for the (re)started actor (one whose process is not `dead_pid`: a kill is asynchronous, and
+        the old actor may still answer) and learn where its process runs."""
         import ray
 
         self.returncode, self.cause = None, None
@@ -66,15 +67,17 @@ class RayProcess:
         while True:
             try:
                 self.placement = ray.get(self.actor.where.remote(), timeout=max(0.0, end - time.monotonic()))
-                break
-            except ray.exceptions.ActorUnavailableError:  # still restarting: ask again
+                if self.placement["pid"] != dead_pid:
+                    break
                 if time.monotonic() > end:
-                    raise LaunchError(f"a Ray actor stayed unavailable for {RESTART_TIMEOUT_S:.0f} s") from None
-                time.sleep(0.5)
+                    raise LaunchError(f"a Ray actor was not restarted within {RESTART_TIMEOUT_S:.0f} s")
+                time.sleep(0.2)  # the old actor answered: its restart is still to come
             except ray.exceptions.GetTimeoutError:
                 raise LaunchError(f"Ray found no node for a process within {RESTART_TIMEOUT_S:.0f} s") from None
-            except ray.exceptions.RayActorError as err:
-                raise LaunchError(f"Ray could not (re)start a process: {str(err).splitlines()[0]}") from None
+            except ray.exceptions.RayActorError as err:  # being killed or restarted: ask again, for a while
+                if time.monotonic() > end:
+                    raise LaunchError(f"Ray could not (re)start a process: {str(err).splitlines()[0]}") from None
+                time.sleep(0.5)
         self.pending = self.actor.poll.remote()
 
     @property
@@ -189,7 +192,7 @@ class RayCluster(Cluster):
         if isinstance(child.proc, RayProcess):
             if child.proc.cause is None:
                 ray.kill(child.proc.actor, no_restart=False)
-            child.proc.restarted()
+            child.proc.restarted(dead_pid=child.proc.pid)
             return
         from coordinator.ray_actor import ProcessActor
 

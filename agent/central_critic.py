@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agent import lean_torch
 from agent.exchange import Body
 from agent.nets import ValueNet, obs_tensor
 from agent.returns import gae, team_flags, valid_steps
@@ -124,7 +125,7 @@ class CentralCritic:
             loss.backward()
             if self.config.max_grad_norm > 0:
                 nn.utils.clip_grad_norm_(self.critic.parameters(), self.config.max_grad_norm)
-            self.optimizer.step()
+            lean_torch.step(self.optimizer)
             losses.append(float(loss.detach()))
         self.states = self.targets = self.valid = None
         return {"value_loss": float(np.mean(losses))}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agent import lean_torch
 from agent.buffer import Rollout, RolloutBuffer, rows
 from agent.exchange import Outgoing, Received, RoundKinds
 from agent.nets import PolicyNet, ValueNet, obs_tensor, sample
@@ -215,7 +216,7 @@ class PPOLearner:
         if self.config.max_grad_norm > 0:
             for group in self.optimizer.param_groups:
                 nn.utils.clip_grad_norm_(group["params"], self.config.max_grad_norm)
-        self.optimizer.step()
+        lean_torch.step(self.optimizer)
         u.rounds.append({"policy_loss": -terms.surrogate, "value_loss": terms.value_loss,
                          "penalty": terms.penalty, "entropy": terms.entropy})
         u.sugg_sum += terms.suggestion_sq_sum

@@ -1,0 +1,111 @@
+"""Scale: for each N, predation with N agents (batch 16, shipped defaults) under `ss-cluster` and `ss-sim`:
+seconds per update and their ratio, the cluster's start-up time, and the proportional set size (PSS, from
+/proc/PID/smaps_rollup) of each agent process and of the whole cluster, measured in one run per N.
+
+    python bench/scale_bench.py [--agents 8,16,32,64,128] [--updates 6] [--quick]
+
+Seconds per update: the cluster's from its env server's audit log (as runtime_bench.py), the simulation's
+timed in-process; the first update of each is a warm-up. Start-up: from launch to the env server's first
+OBS. PSS is read once every process has run an update (the agents' nets, optimisers and buffers exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _timing import explain, median, predation, result, time_update
+from coordinator.sim import Simulation
+from protocol.audit.log import iter_records
+from protocol.run.config import RunConfig
+from protocol.run.rundir import RunDir
+from runtime_bench import obs_batches, update_intervals
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of a process, KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def sim_update_s(config: RunConfig, out: Path, updates: int) -> float:
+    sim = Simulation(config, out)
+    sim.open(progress=False)
+    try:
+        time_update(sim)  # warm-up
+        return median(total for total, _ in (time_update(sim) for _ in range(updates - 1)))
+    finally:
+        sim.close()
+
+
+def first_obs_time(audit: Path) -> float | None:
+    for record in iter_records(audit):
+        if getattr(record, "kind", None) == "OBS":
+            return record.time
+    return None
+
+
+def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int]]:
+    """(seconds per update, start-up seconds, PSS KiB of each agent process, then of the others)."""
+    cmd = [str(Path(sys.executable).parent / "ss-cluster"), "--env", config.env, "--agents", str(config.agents),
+           "--batch", str(config.batch), "--episodes", str(config.episodes), "--no-progress", "--out", str(out)]
+    launched = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rd = RunDir(out)
+    agents: list[int] = []
+    others: list[int] = []
+    while proc.poll() is None:  # polling the run's own files for its progress
+        rows = len(rd.metrics.read_text().splitlines()) if rd.metrics.exists() else 0
+        if rows >= 2 and not agents and rd.processes.exists():
+            listed = json.loads(rd.processes.read_text())
+            agents = [pss_kib(p["pid"]) for p in listed if p["role"] == "agent"]
+            others = [pss_kib(p["pid"]) for p in listed if p["role"] != "agent"]
+        time.sleep(0.5)
+    if proc.returncode != 0:
+        raise SystemExit(f"ss-cluster failed: {proc.stderr.read()[-2000:]}")
+    started = first_obs_time(rd.process_audit("envserver"))
+    per_update = median(update_intervals(obs_batches(rd.process_audit("envserver")))[1:])
+    return per_update, (started - launched) if started else float("nan"), [*agents, -1, *others]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", default="8,16,32,64,128", help="comma-separated N to measure")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--updates", type=int, default=6, help="updates per run (the first is a warm-up)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings for the smoke test")
+    args = parser.parse_args()
+    if args.quick:
+        args.agents, args.batch, args.updates = "2,3", 2, 3
+    torch.set_num_threads(1)
+    explain(f"predation, batch {args.batch}, {args.updates} updates per run (first a warm-up); PSS read after the "
+            "first update")
+    for n in (int(x) for x in args.agents.split(",")):
+        config = predation(n, args.batch, args.updates)
+        with tempfile.TemporaryDirectory() as tmp:
+            cluster_s, startup_s, pss = cluster_run(config, Path(tmp) / "cluster")
+            sim_s = sim_update_s(config, Path(tmp) / "sim", args.updates)
+        split = pss.index(-1)
+        agents, others = pss[:split], pss[split + 1:]
+        result(f"n{n}_cluster_update_s", cluster_s, "s")
+        result(f"n{n}_sim_update_s", sim_s, "s")
+        result(f"n{n}_cluster_over_sim", cluster_s / sim_s, "x")
+        result(f"n{n}_startup_s", startup_s, "s", f"{startup_s / n:.3f} s per agent")
+        result(f"n{n}_pss_per_agent_mib", median(agents) / 1024, "MiB", "median over the agent processes")
+        result(f"n{n}_pss_total_gib", (sum(agents) + sum(others)) / 2**20, "GiB", "every process of the cluster")
+
+
+if __name__ == "__main__":
+    main()

@@ -26,6 +26,7 @@ class SSLearner(PPOLearner):
     def __init__(self, agent_id: int, spec: WorldSpec, candidates: tuple[int, ...],
                  config: RunConfig):
         super().__init__(agent_id, spec, tuple(candidates) if config.algorithm.peers else (), config)
+        self._round_logits: tuple[int, dict[str, torch.Tensor]] | None = None  # round k's forward passes
 
     def build_nets(self) -> None:
         """A suggestion head pi_ij per candidate j (after pi_ii and V_i, on agent i's seed)."""
@@ -71,9 +72,12 @@ class SSLearner(PPOLearner):
         picked_by = [j for j in self.candidates if self.agent_id in self._partners(k, j)]
         if k > 0 and not picked_by:
             return Outgoing()
-        with torch.no_grad():
-            dist: dict = {"probs": self.policy.probs(u.obs).numpy()}
-            suggestions = {j: self.suggesters[str(j)].probs(u.obs).numpy() for j in picked_by}
+        # the forward passes this round's update repeats at the same parameters: kept for it (with grad)
+        self._round_logits = (k, {"policy": self.policy.body(u.obs),
+                                  **{str(j): self.suggesters[str(j)].body(u.obs) for j in picked_by}})
+        probs = {name: torch.softmax(logits.detach(), dim=-1).numpy() for name, logits in self._round_logits[1].items()}
+        dist: dict = {"probs": probs["policy"]}
+        suggestions = {j: probs[str(j)] for j in picked_by}
         if k == 0:
             dist.update(actions=u.actions.numpy().copy(), behaviour=u.behaviour.numpy().copy())
         return Outgoing(broadcast={Kind.DIST: dist},
@@ -99,7 +103,7 @@ class SSLearner(PPOLearner):
                 continue
             a_j, beh_j = u.neighbour_actions[j]
             terms.append(NeighbourTerms(
-                logp_ij=self.suggesters[str(j)].log_probs(u.obs),
+                logp_ij=self._log_probs(k, str(j), self.suggesters[str(j)], u.obs),
                 actions=a_j,
                 behaviour=beh_j,
                 probs=received_array(dist["probs"], (R, A), np.float32, f"P_jj from {j}"),
@@ -108,17 +112,26 @@ class SSLearner(PPOLearner):
             ))
         return terms
 
+    def _log_probs(self, k: int, name: str, net: PolicyNet, obs: torch.Tensor) -> torch.Tensor:
+        """log pi(.|o) of `net`, from round k's forward pass in `outgoing` when it made one (same parameters,
+        same numbers: the pass is not repeated), else computed now."""
+        kept = self._round_logits[1].get(name) if self._round_logits and self._round_logits[0] == k else None
+        return torch.log_softmax(kept if kept is not None else net.body(obs), dim=-1)
+
     def update_step(self, k: int, received: Received) -> None:
         """One full-batch Adam step on the SS loss with round k's received messages."""
         u = self._current()
+        logp_ii = self._log_probs(k, "policy", self.policy, u.obs)
+        neighbours = self._neighbour_terms(u, k, received)
+        self._round_logits = None
         self.step(ss_loss(
-            logp_ii=self.policy.log_probs(u.obs),
+            logp_ii=logp_ii,
             actions=u.actions,
             behaviour=u.behaviour,
             advantages=u.advantages,
             kappa=u.kappa,
             rho=self.config.rho,
-            neighbours=self._neighbour_terms(u, k, received),
+            neighbours=neighbours,
             clip_eps=self.config.clip_eps,
             values=self.critic(u.obs),
             returns=u.targets,

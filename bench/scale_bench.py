@@ -7,6 +7,7 @@ seconds per update and their ratio, the cluster's start-up time, and the proport
 Seconds per update: the cluster's from its env server's audit log (as runtime_bench.py), the simulation's
 timed in-process; the first update of each is a warm-up. Start-up: from launch to the env server's first
 OBS. PSS is read once every process has run an update (the agents' nets, optimisers and buffers exist).
+Audit: the bytes of every audit log the cluster wrote, per million env steps (one step of one world copy).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from _timing import explain, median, predation, result, time_update
 from coordinator.sim import Simulation
 from protocol.audit.log import iter_records
 from protocol.run.config import RunConfig
+from envserver.worlds.predation import HORIZON
 from protocol.run.rundir import RunDir
 from runtime_bench import obs_batches, update_intervals
 
@@ -55,6 +57,11 @@ def first_obs_time(audit: Path) -> float | None:
         if getattr(record, "kind", None) == "OBS":
             return record.time
     return None
+
+
+def audit_bytes(out: Path) -> int:
+    """Bytes of every audit log a run wrote (the agents', and the other processes' in logs/)."""
+    return sum(p.stat().st_size for p in (*out.glob("agents/*/audit.log"), *out.glob("logs/*.audit.log")))
 
 
 def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int]]:
@@ -96,6 +103,7 @@ def main() -> None:
         config = predation(n, args.batch, args.updates)
         with tempfile.TemporaryDirectory() as tmp:
             cluster_s, startup_s, pss = cluster_run(config, Path(tmp) / "cluster")
+            audit = audit_bytes(Path(tmp) / "cluster")
             sim_s = sim_update_s(config, Path(tmp) / "sim", args.updates)
         split = pss.index(-1)
         agents, others = pss[:split], pss[split + 1:]
@@ -105,6 +113,9 @@ def main() -> None:
         result(f"n{n}_startup_s", startup_s, "s", f"{startup_s / n:.3f} s per agent")
         result(f"n{n}_pss_per_agent_mib", median(agents) / 1024, "MiB", "median over the agent processes")
         result(f"n{n}_pss_total_gib", (sum(agents) + sum(others)) / 2**20, "GiB", "every process of the cluster")
+        env_steps = config.episodes * HORIZON
+        result(f"n{n}_audit_gib_per_m_steps", audit / env_steps * 1e6 / 2**30, "GiB",
+               f"audit logs ({config.audit}) per million env steps (one step of one parallel world)")
 
 
 if __name__ == "__main__":

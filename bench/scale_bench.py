@@ -59,6 +59,14 @@ def first_obs_time(audit: Path) -> float | None:
     return None
 
 
+def parent(pid: int) -> int:
+    """The parent pid of a process (0 if it is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def audit_bytes(out: Path) -> int:
     """Bytes of every audit log a run wrote (the agents', and the other processes' in logs/)."""
     return sum(p.stat().st_size for p in (*out.glob("agents/*/audit.log"), *out.glob("logs/*.audit.log")))
@@ -79,6 +87,9 @@ def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int]]:
             listed = json.loads(rd.processes.read_text())
             agents = [pss_kib(p["pid"]) for p in listed if p["role"] == "agent"]
             others = [pss_kib(p["pid"]) for p in listed if p["role"] != "agent"]
+            zygote = parent(next(p["pid"] for p in listed if p["role"] == "agent"))
+            if zygote != proc.pid:  # the fork server the children came from shares their pages: count it
+                others.append(pss_kib(zygote))
         time.sleep(0.5)
     if proc.returncode != 0:
         raise SystemExit(f"ss-cluster failed: {proc.stderr.read()[-2000:]}")

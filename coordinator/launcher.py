@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coordinator.progress import RunProgress
+from coordinator.zygote import Zygote
 from protocol.run.config import RunConfig, write_toml
 from protocol.run.csvlog import read_rows
 from protocol.transport.keys import generate_keypair, run_key_names
@@ -84,7 +85,7 @@ class Cluster:
     every child a subprocess of this one (the Ray backend, coordinator/ray_backend.py, places them on nodes)."""
 
     def __init__(self, config: RunConfig, out: Path, run_id: str | None = None, resume: bool = True,
-                 curve: bool = False, max_restarts: int = 3, tensorboard: bool = False):
+                 curve: bool = False, max_restarts: int = 3, tensorboard: bool = False, fork_server: bool = True):
         self.config = config
         self.tensorboard = tensorboard
         self.max_restarts = max_restarts
@@ -95,13 +96,21 @@ class Cluster:
         self.run_id = run_id or f"run-{secrets.token_hex(4)}"
         self.coordinator = ""  # its endpoint, chosen by start()
         self.children: list[Child] = []
+        self.fork_server = fork_server  # start the children from a zygote (coordinator/zygote.py)
+        self.zygote: Zygote | None = None
 
     def host(self, role: str, id: int | None) -> str:
         """The address the process `role` `id` binds and is dialled at."""
         return "127.0.0.1"
 
     def spawn(self, child: Child) -> None:
-        """Start (or restart) `child` as a subprocess of the launcher, appending to its log."""
+        """Start (or restart) `child`, appending to its log: forked from the zygote, or (`fork_server` False)
+        as a subprocess of the launcher."""
+        if self.fork_server:
+            if self.zygote is None:
+                self.zygote = Zygote(environ_for_children(), _die_with_parent)
+            child.proc = self.zygote.spawn(child.cmd, child.log, environ_for_children())
+            return
         with open(child.log, "ab") as log:
             child.proc = subprocess.Popen(
                 child.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -237,6 +246,8 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 child.proc.kill()
                 child.proc.wait()
+        if self.zygote is not None:
+            self.zygote.close()
 
 
 def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: bool = True,

@@ -132,7 +132,7 @@ class RayCluster(Cluster):
     """A cluster whose processes Ray places (one placement-group bundle each) and restarts."""
 
     def __init__(self, *args: Any, placement: RayPlacement, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, fork_server=False, **kwargs)
         self.placement = placement
         self.group: Any = None
         self.hosts: list[str] = []  # the node address of each bundle, in the order of the children

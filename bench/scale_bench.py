@@ -83,14 +83,14 @@ def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int]]:
     others: list[int] = []
     while proc.poll() is None:  # polling the run's own files for its progress
         rows = len(rd.metrics.read_text().splitlines()) if rd.metrics.exists() else 0
-        if rows >= 2 and not agents and rd.processes.exists():
+        if rows >= 2 and not agents and rd.processes.exists():  # every process has run an update
             listed = json.loads(rd.processes.read_text())
             agents = [pss_kib(p["pid"]) for p in listed if p["role"] == "agent"]
             others = [pss_kib(p["pid"]) for p in listed if p["role"] != "agent"]
             zygote = parent(next(p["pid"] for p in listed if p["role"] == "agent"))
             if zygote != proc.pid:  # the fork server the children came from shares their pages: count it
                 others.append(pss_kib(zygote))
-        time.sleep(0.5)
+        time.sleep(0.1)
     if proc.returncode != 0:
         raise SystemExit(f"ss-cluster failed: {proc.stderr.read()[-2000:]}")
     started = first_obs_time(rd.process_audit("envserver"))
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny settings for the smoke test")
     args = parser.parse_args()
     if args.quick:
-        args.agents, args.batch, args.updates = "2,3", 2, 3
+        args.agents, args.batch, args.updates = "2,3", 2, 12  # long enough to read PSS while it runs
     torch.set_num_threads(1)
     explain(f"predation, batch {args.batch}, {args.updates} updates per run (first a warm-up); PSS read after the "
             "first update")

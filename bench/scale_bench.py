@@ -85,11 +85,14 @@ def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int]]:
         rows = len(rd.metrics.read_text().splitlines()) if rd.metrics.exists() else 0
         if rows >= 2 and not agents and rd.processes.exists():  # every process has run an update
             listed = json.loads(rd.processes.read_text())
-            agents = [pss_kib(p["pid"]) for p in listed if p["role"] == "agent"]
-            others = [pss_kib(p["pid"]) for p in listed if p["role"] != "agent"]
+            read = {p["pid"]: pss_kib(p["pid"]) for p in listed}
             zygote = parent(next(p["pid"] for p in listed if p["role"] == "agent"))
             if zygote != proc.pid:  # the fork server the children came from shares their pages: count it
-                others.append(pss_kib(zygote))
+                read[zygote] = pss_kib(zygote)
+            if all(read.values()):  # every one still alive when read (else: read again)
+                agents = [read[p["pid"]] for p in listed if p["role"] == "agent"]
+                others = [kib for pid, kib in read.items() if pid not in {p["pid"] for p in listed
+                                                                          if p["role"] == "agent"}]
         time.sleep(0.1)
     if proc.returncode != 0:
         raise SystemExit(f"ss-cluster failed: {proc.stderr.read()[-2000:]}")
@@ -106,7 +109,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny settings for the smoke test")
     args = parser.parse_args()
     if args.quick:
-        args.agents, args.batch, args.updates = "2,3", 2, 12  # long enough to read PSS while it runs
+        args.agents, args.batch, args.updates = "2,3", 2, 30  # long enough to read PSS while it runs
     torch.set_num_threads(1)
     explain(f"predation, batch {args.batch}, {args.updates} updates per run (first a warm-up); PSS read after the "
             "first update")

@@ -146,7 +146,8 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
               help="How often each process that dies (kill -9, a crash) is restarted before the run stops.")
 @TENSORBOARD_OPTION
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: every process a child of this one. ray: Ray places and supervises them on its nodes "
+              help="local: every process on this machine, forked from a fork server this command starts. ray: Ray "
+                   "places and supervises them on its nodes "
                    "(needs ssmarl[ray] and a run directory every node sees).")
 @click.option("--ray-address", default=None, metavar="HOST:PORT",
               help="The Ray cluster to use (--backend ray). [default: $RAY_ADDRESS, else a new local Ray]")

@@ -1,5 +1,6 @@
 """`ss-cluster`: a whole local cluster - coordinator, env server, N agents (and CL's central learner) - as
-separate OS processes.
+separate OS processes, forked from a fork server that imported torch and our modules once
+(coordinator/zygote.py; `--backend ray` places them on Ray nodes instead, coordinator/ray_backend.py).
 
 Every child gets its own log file in DIR/logs/ and is listed in DIR/processes.json. The launcher
 supervises them: a child that dies without a word (killed by a signal: kill -9, a crash, the OOM killer)

@@ -26,6 +26,10 @@ class Outgoing:
     broadcast: dict[Kind, Body] = field(default_factory=dict)  # to every neighbour (one publication)
     addressed: dict[int, dict[Kind, Body]] = field(default_factory=dict)  # j -> bodies for j only
 
+    def to(self, j: int) -> dict[Kind, Body]:
+        """What neighbour j receives of it: the broadcast bodies and those addressed to j."""
+        return {**self.broadcast, **self.addressed.get(j, {})}
+
 
 @dataclass(frozen=True)
 class RoundKinds:

@@ -89,4 +89,4 @@ class MemoryNetwork:
     def deliver(self, i: int, round_id: int, outgoing: dict[int, Outgoing]) -> list[tuple[int, Kind, int, Any]]:
         """(sender, kind, round, body) of every message that reaches agent i this round."""
         return [(j, kind, round_id, body) for j in self.neighbors[i]
-                for kind, body in sorted({**outgoing[j].broadcast, **outgoing[j].addressed.get(i, {})}.items())]
+                for kind, body in sorted(outgoing[j].to(i).items())]

@@ -72,12 +72,14 @@ def audit_bytes(out: Path) -> int:
     return sum(p.stat().st_size for p in (*out.glob("agents/*/audit.log"), *out.glob("logs/*.audit.log")))
 
 
-def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int]]:
-    """(seconds per update, start-up seconds, PSS KiB of each agent process, then of the others)."""
+def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int], list[int]]:
+    """(seconds per update, start-up seconds, PSS KiB of each agent process, PSS KiB of the others)."""
     cmd = [str(Path(sys.executable).parent / "ss-cluster"), "--env", config.env, "--agents", str(config.agents),
            "--batch", str(config.batch), "--episodes", str(config.episodes), "--no-progress", "--out", str(out)]
     launched = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    errors = out.parent / "ss-cluster.stderr"  # a file, not a pipe nobody drains while it runs
+    with open(errors, "w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
     rd = RunDir(out)
     agents: list[int] = []
     others: list[int] = []
@@ -95,10 +97,10 @@ def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int]]:
                                                                           if p["role"] == "agent"}]
         time.sleep(0.1)
     if proc.returncode != 0:
-        raise SystemExit(f"ss-cluster failed: {proc.stderr.read()[-2000:]}")
+        raise SystemExit(f"ss-cluster failed: {errors.read_text()[-2000:]}")
     started = first_obs_time(rd.process_audit("envserver"))
     per_update = median(update_intervals(obs_batches(rd.process_audit("envserver")))[1:])
-    return per_update, (started - launched) if started else float("nan"), [*agents, -1, *others]
+    return per_update, (started - launched) if started else float("nan"), agents, others
 
 
 def main() -> None:
@@ -116,11 +118,9 @@ def main() -> None:
     for n in (int(x) for x in args.agents.split(",")):
         config = predation(n, args.batch, args.updates)
         with tempfile.TemporaryDirectory() as tmp:
-            cluster_s, startup_s, pss = cluster_run(config, Path(tmp) / "cluster")
+            cluster_s, startup_s, agents, others = cluster_run(config, Path(tmp) / "cluster")
             audit = audit_bytes(Path(tmp) / "cluster")
             sim_s = sim_update_s(config, Path(tmp) / "sim", args.updates)
-        split = pss.index(-1)
-        agents, others = pss[:split], pss[split + 1:]
         result(f"n{n}_cluster_update_s", cluster_s, "s")
         result(f"n{n}_sim_update_s", sim_s, "s")
         result(f"n{n}_cluster_over_sim", cluster_s / sim_s, "x")

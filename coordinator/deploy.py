@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from coordinator.cli import run_options
-from protocol.run.config import RunConfig, write_toml
+from protocol.run.config import RunConfig, toml_text, write_toml
 from protocol.transport.keys import generate_keypair, key_name
 from protocol.wire.messages import CENTRAL_LEARNER_ID, COORDINATOR_ID, ENVSERVER_ID
 
@@ -153,7 +153,7 @@ def k8s_manifests(config: RunConfig, run_id: str, image: str) -> list[dict[str, 
             if any(p.role == role for p in members)]
     made.append(service("agents", "agent", PORTS["agent"]))
     made.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ss-config"},
-                 "data": {"config.toml": config_toml(config)}})
+                 "data": {"config.toml": toml_text(config)}})
     for p in members:
         made.append(statefulset(p, p.command(config, run_id, coordinator), image,
                                 "agents" if p.role == "agent" else p.role))
@@ -177,14 +177,6 @@ def compose_file(config: RunConfig, run_id: str, image: str) -> dict[str, Any]:
                             "volumes": mounts, "restart": "on-failure:3"}
         volumes[f"run-{p.name}"] = {}
     return {"name": run_id, "services": services, "volumes": volumes}
-
-
-def config_toml(config: RunConfig) -> str:
-    from tempfile import TemporaryDirectory
-
-    with TemporaryDirectory() as tmp:
-        write_toml(config, Path(tmp) / "config.toml")
-        return (Path(tmp) / "config.toml").read_text()
 
 
 def write_yaml(path: Path, documents: list[dict[str, Any]], header: str) -> None:

@@ -11,7 +11,7 @@ def route_in_memory(outgoing: dict[int, Outgoing], neighbors: dict[int, tuple[in
     inboxes: dict[int, Received] = {i: {} for i in neighbors}
     for i, nbrs in neighbors.items():
         for j in nbrs:
-            bodies = {**outgoing[j].broadcast, **outgoing[j].addressed.get(i, {})}
+            bodies = outgoing[j].to(i)
             if bodies:
                 inboxes[i][j] = bodies
     return inboxes

@@ -195,9 +195,14 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"cannot read config {path}: {err}") from err
 
 
+def toml_text(config: RunConfig) -> str:
+    """The resolved config as config.toml holds it."""
+    return tomli_w.dumps(config.to_dict())
+
+
 def write_toml(config: RunConfig, path: str | Path) -> None:
     """Write the resolved config (atomically) so a run can be reproduced from it."""
     path = Path(path)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(tomli_w.dumps(config.to_dict()).encode())
+    tmp.write_bytes(toml_text(config).encode())
     tmp.replace(path)

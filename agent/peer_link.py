@@ -130,8 +130,12 @@ class PeerLink:
         if "to" in msg.body and msg.body["to"] != self.me:
             return f"body addressed to agent {msg.body['to']}, not to {self.me}"
         probs: np.ndarray | None = msg.body.get("probs")
-        if probs is not None and probs.shape != (rows, self.n_actions):
-            return f"probs shape {probs.shape}, expected {(rows, self.n_actions)}"
+        marked: np.ndarray | None = msg.body.get("rows")
+        if marked is not None and marked.shape != (rows,):
+            return f"rows shape {marked.shape}, expected {(rows,)}"
+        held = rows if marked is None else int(marked.sum())
+        if probs is not None and probs.shape != (held, self.n_actions):
+            return f"probs shape {probs.shape}, expected {(held, self.n_actions)}"
         return None
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ and a learner's numbers depend only on (config, agent id, candidates) and what i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ class UpdateBatch:
     valid: torch.Tensor  # [R] 1.0 where the step was played, 0.0 on padding after an episode's end
     kappa: torch.Tensor  # mean |A_i| over the valid rows
     mean_reward: float  # of the environment's reward r_i
-    neighbour_actions: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    neighbour_actions: dict[int, Any] = field(default_factory=dict)  # j -> j's actions and behaviour (round 0)
     rounds: list[dict[str, float]] = field(default_factory=list)
     sugg_sum: float = 0.0
     sugg_count: int = 0

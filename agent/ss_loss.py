@@ -16,14 +16,15 @@ import torch
 
 @dataclass(frozen=True)
 class NeighbourTerms:
-    """What agent i has about one active neighbour j in this round; rows align with i's rollout."""
+    """What agent i has about one neighbour j in this round, at the n rows of i's rollout where j is i's
+    neighbour and i played (`rows`); at every other row j contributes nothing."""
 
-    logp_ij: torch.Tensor  # [R, A_j] log pi_ij(.|o_i): i's suggestion for j (grad to theta_ij)
-    actions: torch.Tensor  # [R] int64 a_j, received
-    behaviour: torch.Tensor  # [R] pi_jj_old(a_j|o_j), received
-    probs: torch.Tensor  # [R, A_j] P_jj = pi_jj(.|o_j), received this round
-    suggestion: torch.Tensor  # [R, A_i] S_ji = pi_ji(.|o_j), received this round
-    mask: torch.Tensor  # [R] float 1.0 where j is i's neighbour at that step, else 0.0
+    rows: torch.Tensor  # [n] int64, increasing: those rows of i's rollout
+    logp_ij: torch.Tensor  # [n, A_j] log pi_ij(.|o_i): i's suggestion for j (grad to theta_ij)
+    actions: torch.Tensor  # [n] int64 a_j, received
+    behaviour: torch.Tensor  # [n] pi_jj_old(a_j|o_j), received
+    probs: torch.Tensor  # [n, A_j] P_jj = pi_jj(.|o_j), received this round
+    suggestion: torch.Tensor  # [n, A_i] S_ji = pi_ji(.|o_j), received this round
 
 
 @dataclass(frozen=True)
@@ -86,32 +87,28 @@ def ss_loss(
     # eq. 13: xi_i = pi_ii(a_i|o_i) / pi_ii_old(a_i|o_i)                      (clipped below)
     xi_i = pi_ii_a / behaviour.detach()
     # eq. 13: xi_N = prod_j pi_ij(a_j|o_i) / pi_jj_old(a_j|o_j)               (unclipped);
-    # a neighbour masked out at a step contributes the factor 1 there.
+    # a neighbour contributes the factor 1 at the rows where it is not one.
     one = torch.ones_like(A)
     xi_n = one
     penalty = torch.zeros_like(A)
     sq_sum, count = 0.0, 0
     for n in neighbours:
-        a_j, P_jj, S_ji = n.actions.detach(), n.probs.detach(), n.suggestion.detach()
-        mask = n.mask.detach()
-        active = (mask * valid) > 0
+        rows, a_j, P_jj, S_ji = n.rows, n.actions.detach(), n.probs.detach(), n.suggestion.detach()
+        A_n, pi_ii_n = A[rows], pi_ii[rows]
         pi_ij = n.logp_ij.exp()
         pi_ij_a = taken(pi_ij, a_j)
-        beh_j = torch.where(active, n.behaviour.detach(), one)  # no 0/0 in inactive rows' grads
-        xi_n = xi_n * torch.where(active, pi_ij_a / beh_j, one)
+        xi_n = xi_n * one.index_copy(0, rows, pi_ij_a / n.behaviour.detach())
 
         # eqs. 14-15, recomputed at every step without grad
         with torch.no_grad():
-            I_ij = indicator(pi_ij_a, taken(P_jj, a_j), A)
-            I_ii = indicator(pi_ii_a, taken(S_ji, actions), A)
-            gap_ii = ((pi_ii - S_ji) ** 2).mean(dim=1)
-            sq_sum += float(gap_ii[active].sum())
-            count += int(active.sum())
+            I_ij = indicator(pi_ij_a, taken(P_jj, a_j), A_n)
+            I_ii = indicator(pi_ii_a[rows], taken(S_ji, actions[rows]), A_n)
+            sq_sum += float(((pi_ii_n - S_ji) ** 2).mean(dim=1).sum())
+            count += len(rows)
 
         # eq. 16 penalties: ||pi_ij(.|o_i) - pi_jj||^2 and ||pi_ii(.|o_i) - pi_ji||^2
-        penalty = penalty + mask * (
-            I_ij * ((pi_ij - P_jj) ** 2).sum(dim=1) + I_ii * ((pi_ii - S_ji) ** 2).sum(dim=1)
-        )
+        penalty = penalty.index_add(
+            0, rows, I_ij * ((pi_ij - P_jj) ** 2).sum(dim=1) + I_ii * ((pi_ii_n - S_ji) ** 2).sum(dim=1))
     penalty = kappa * rho * penalty
 
     # eq. 16: min(xi_i xi_N A, clip(xi_i, 1-eps, 1+eps) xi_N A) = xi_N min(...) as xi_N > 0

@@ -14,7 +14,8 @@ import click
 
 from protocol.cliopts import (INSECURE_OPTION, KEYS_OPTION, TENSORBOARD_OPTION, check_endpoint,
                               refuse_open_plaintext)
-from protocol.run.config import ALGORITHM_SUMMARIES, ALGORITHMS, PAPER_DEFAULTS, PRESETS, RunConfig, load_toml, resolve, write_toml
+from protocol.run.config import (ALGORITHM_SUMMARIES, ALGORITHMS, PAPER_DEFAULTS, PRESETS, SUGGESTERS, RunConfig,
+                                 load_toml, resolve, write_toml)
 from protocol.run.rundir import RunDir
 
 
@@ -28,7 +29,8 @@ def catalogue(example: str) -> str:
             f"module:factory?key=value:\n{worlds}\n\n\b\nAlgorithms (--algo):\n{algos}")
 
 
-RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "preset", "partners", "comm_every")
+RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "preset", "partners", "comm_every",
+               "suggester")
 
 
 RUN_DIR_HELP = "Run directory to write (config.toml, metrics.csv, agents/<id>/...)."
@@ -62,6 +64,10 @@ def run_options(command: Callable[..., Any] | None = None, *, out_help: str = RU
                   help="Exchange with M random neighbours per round (paper A.4); 0 = all. [default: 0]")
     @click.option("--comm-every", type=int, default=None, metavar="K",
                   help="Exchange only every K-th update; in between agents learn independently. [default: 1]")
+    @click.option("--suggester", type=click.Choice(SUGGESTERS), default=None,
+                  help="SS's suggestion nets: dense = a net per neighbour on every step (the paper); sparse = "
+                       "the same nets only on the steps where that neighbour is active (same loss, less "
+                       "work); shared = one trunk with a head per neighbour, on active steps. [default: dense]")
     @click.option("--preset", type=click.Choice(PRESETS), default=None,
                   help="Hyperparameter table: 'default' (shipped) or 'paper' (the paper's Table 2).")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,

@@ -78,6 +78,12 @@ def test_bad_peer_messages_are_dropped_and_the_good_ones_used(link_and_rogue) ->
     wrong_run.send(rogue, Kind.DIST, dist, topic=dist_topic(1), round=7, **common)
     impostor.send(rogue, Kind.DIST, dist, topic=dist_topic(1), round=7, **common)  # src 2 on neighbour 1's link
     as_one.send(rogue, Kind.DIST, {"probs": probs(ROWS + 1)}, topic=dist_topic(1), round=7, **common)  # shape
+    as_one.send(rogue, Kind.DIST, {"probs": probs(2), "rows": np.ones(ROWS + 1, bool)},
+                topic=dist_topic(1), round=7, **common)  # rows: one flag per rollout row, not ROWS + 1
+    marked = np.zeros(ROWS, bool)
+    marked[:3] = True
+    as_one.send(rogue, Kind.SUGG, {"to": 0, "probs": probs(2), "rows": marked},
+                topic=sugg_topic(1, 0), round=7, **common)  # 3 rows marked, 2 held
     as_one.send(rogue, Kind.DIST, dist, topic=dist_topic(1), round=6, **common)  # stale round
     as_one.send(rogue, Kind.DIST, dist, topic=dist_topic(1), round=7, **common)  # the good ones
     as_one.send(rogue, Kind.SUGG, {"to": 0, "probs": probs()}, topic=sugg_topic(1, 0), round=7, **common)
@@ -86,7 +92,7 @@ def test_bad_peer_messages_are_dropped_and_the_good_ones_used(link_and_rogue) ->
     assert set(got) == {1} and link.book.gaps == 0
     np.testing.assert_array_equal(got[1][Kind.DIST]["actions"], np.ones(ROWS))
     # the duplicate may arrive after the round closed; everything else has been counted by now
-    assert inbox.dropped["invalid"] == 5 and inbox.dropped["unknown_sender"] == 1
+    assert inbox.dropped["invalid"] == 7 and inbox.dropped["unknown_sender"] == 1
     assert inbox.dropped["stale"] >= 1
 
 

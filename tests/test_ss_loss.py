@@ -38,9 +38,12 @@ def loss(logits_ii, a_i, beh_i, neighbours, rho=2.0, kappa=None, adv=ADV, values
 
 
 def neighbour(logits_ij, a_j, beh_j, P_jj, S_ji, mask=None) -> NeighbourTerms:
+    """j's terms at the rows where `mask` (default: every row) says j is a neighbour, as the learner
+    hands them over: every tensor taken at those rows."""
+    rows = torch.nonzero(torch.ones(R) if mask is None else mask > 0).squeeze(1)
     return NeighbourTerms(
-        logp_ij=torch.log_softmax(logits_ij, dim=1), actions=a_j, behaviour=beh_j,
-        probs=P_jj, suggestion=S_ji, mask=torch.ones(R) if mask is None else mask,
+        rows=rows, logp_ij=torch.log_softmax(logits_ij, dim=1)[rows], actions=a_j[rows], behaviour=beh_j[rows],
+        probs=P_jj[rows], suggestion=S_ji[rows],
     )
 
 
@@ -107,8 +110,8 @@ def test_penalty_applies_only_in_the_indicator_set(adv, P_row, active):
     P_jj = torch.tensor([P_row])
     logits_ii = leaf(1, A, seed=0)
     a = torch.tensor([0])
-    nb = NeighbourTerms(logp_ij=pi_ij.log(), actions=a, behaviour=torch.tensor([0.5]), probs=P_jj,
-                        suggestion=logits_ii.detach().softmax(1), mask=torch.ones(1))
+    nb = NeighbourTerms(rows=torch.tensor([0]), logp_ij=pi_ij.log(), actions=a, behaviour=torch.tensor([0.5]),
+                        probs=P_jj, suggestion=logits_ii.detach().softmax(1))
     terms = ss_loss(torch.log_softmax(logits_ii, 1), a, torch.tensor([0.5]), torch.tensor([adv]),
                     kappa=0.7, rho=3.0, neighbours=[nb], clip_eps=0.2, values=torch.zeros(1),
                     returns=torch.zeros(1), value_coef=0.5, valid=torch.ones(1))
@@ -123,12 +126,11 @@ def test_no_gradient_reaches_received_tensors():
         "beh_j": probs(4)[torch.arange(R), a_j].clone().requires_grad_(),
         "P_jj": probs(5).clone().requires_grad_(),
         "S_ji": probs(6).clone().requires_grad_(),
-        "mask": torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 1.0], requires_grad=True),
         "adv": ADV.clone().requires_grad_(),
         "kappa": torch.tensor(0.9, requires_grad=True),
     }
     nb = neighbour(logits_ij, a_j, received["beh_j"], received["P_jj"], received["S_ji"],
-                   received["mask"])
+                   torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 1.0]))
     terms = loss(logits_ii, a_i, probs(7)[torch.arange(R), a_i], [nb], rho=5.0,
                  kappa=received["kappa"], adv=received["adv"])
     assert terms.penalty > 0

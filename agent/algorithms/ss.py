@@ -1,23 +1,55 @@
 """Agent i's Suggestion Sharing learner (DESIGN.md section 3, paper eqs. 13-18): on the shared PPO core
-(`agent/ppo.py`) it adds a suggestion head pi_ij for every candidate neighbour j and, once per episode
-batch, runs K exchange rounds, each followed by one full-batch Adam step on the SS loss (eq. 16).
-With no neighbours (`--algo ippo`) it is exactly IPPO.
+(`agent/ppo.py`) it adds a suggestion distribution pi_ij for every candidate neighbour j
+(`agent/suggesters.py`) and, once per episode batch, runs K exchange rounds, each followed by one
+full-batch Adam step on the SS loss (eq. 16). With no neighbours (`--algo ippo`) it is exactly IPPO.
+
+Rows: neighbour j enters i's loss only at the rows of i's rollout where j is i's neighbour and i played.
+With `--suggester dense` every message and suggestion pass covers every row (the paper's formulation);
+with "sparse" and "shared" an agent computes and sends them only at the rows where the addressee is a
+neighbour (a bool `rows` field marks which), and exchanges nothing with a neighbour it never met in the
+batch. Neighbourhoods are symmetric (j is i's neighbour exactly when i is j's), so sender and addressee
+agree on those rows without asking; a message that lacks a row its addressee needs is a gap.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
-from torch import nn
 
-from agent.exchange import Outgoing, Received, RoundKinds
+from agent.exchange import Body, Outgoing, Received, RoundKinds
 from agent.neighbourhood import communicates, partners
-from agent.nets import PolicyNet
 from agent.ppo import PPOLearner, UpdateBatch, received_array
 from agent.ss_loss import NeighbourTerms, ss_loss
+from agent.suggesters import SharedSuggester, SuggestionNets
 from protocol.run.config import RunConfig
 from protocol.wire.messages import Kind
 from protocol.wire.spec import WorldSpec
+
+Rows = torch.Tensor | None  # int64 row indices of the rollout, increasing; None: every row
+
+
+@dataclass
+class RoundPass:
+    """Round k's forward passes, at the parameters its update step then uses: computed once, kept with grad."""
+
+    batch: UpdateBatch
+    k: int
+    features: torch.Tensor  # the suggesters' features of every row (the shared trunk's pass)
+    logits: dict[str, tuple[Rows, torch.Tensor]]  # "policy" or str(j) -> (the rows computed, logits there)
+
+
+def spread(body: Body, key: str, shape: tuple[int, ...], dtype: type, what: str) -> tuple[torch.Tensor, np.ndarray | None]:
+    """body[key] over all R = shape[0] rows of the rollout (zeros at rows it lacks), and the rows it holds
+    (bool [R]; None: every row)."""
+    marked = body.get("rows")
+    if marked is None:
+        return received_array(body[key], shape, dtype, what), None
+    marked = np.asarray(marked, dtype=bool)
+    full = np.zeros(shape, dtype=dtype)
+    full[marked] = np.asarray(body[key], dtype=dtype).reshape(int(marked.sum()), *shape[1:])
+    return torch.from_numpy(full), marked
 
 
 class SSLearner(PPOLearner):
@@ -26,16 +58,17 @@ class SSLearner(PPOLearner):
     def __init__(self, agent_id: int, spec: WorldSpec, candidates: tuple[int, ...],
                  config: RunConfig):
         super().__init__(agent_id, spec, tuple(candidates) if config.algorithm.peers else (), config)
-        self._round_logits: tuple[int, dict[str, torch.Tensor]] | None = None  # round k's forward passes
+        self._round: RoundPass | None = None
+        self.sparse = config.suggester != "dense"
+        self._column = {j: m for m, j in enumerate(self.candidates)}  # j -> its column of the masks
+        self._near = torch.zeros(0, len(self.candidates), dtype=torch.bool)
 
     def build_nets(self) -> None:
-        """A suggestion head pi_ij per candidate j (after pi_ii and V_i, on agent i's seed)."""
-        self.suggesters = nn.ModuleDict({
-            str(j): PolicyNet(self.spec.obs_shape, self.spec.n_actions, self.config.hidden)
-            for j in self.candidates
-        })
+        """pi_ij for every candidate j (after pi_ii and V_i, on agent i's seed)."""
+        nets = SharedSuggester if self.config.suggester == "shared" else SuggestionNets
+        self.suggesters = nets(self.spec.obs_shape, self.spec.n_actions, self.config.hidden, self.candidates)
 
-    def nets(self) -> dict[str, nn.Module]:
+    def nets(self) -> dict[str, torch.nn.Module]:
         return {"policy": self.policy, "critic": self.critic, "suggesters": self.suggesters}
 
     # ---- the exchange: who sends what to whom in round k (neighbourhood protocols, paper A.4) ----
@@ -53,77 +86,120 @@ class SSLearner(PPOLearner):
         round_id = self.updates * self.config.iterations + k
         return partners(self.config.seed, round_id, agent, self.graph[agent], self.config.partners)
 
+    def begin_update(self) -> None:
+        super().begin_update()
+        self._near = self._current().masks > 0  # bool [R, M]: candidate m is our neighbour at row r
+
+    def _neighbour_rows(self, j: int) -> torch.Tensor:
+        """bool [R]: the rows of this batch where candidate j is our neighbour."""
+        return self._near[:, self._column[j]]
+
+    def _met(self) -> list[int]:
+        """The candidates we exchange with this update: all of them (dense), or those that were our neighbour
+        at some row of the batch (sparse, shared)."""
+        if not self.sparse:
+            return list(self.candidates)
+        met = self._near.any(dim=0).tolist()
+        return [j for j, seen in zip(self.candidates, met) if seen]
+
     def expected(self, k: int) -> dict[int, frozenset[Kind]]:
         """Neighbour j -> the kinds round k brings from j: DIST and SUGG from our partners, and in the
         first round every neighbour's DIST (its actions and behaviour, needed whenever it is a partner)."""
         if not communicates(self.updates, self.config.comm_every):
             return {}
         mine = self._partners(k, self.agent_id)
-        expect = {j: frozenset({Kind.DIST, Kind.SUGG}) if j in mine else frozenset({Kind.DIST})
-                  for j in self.candidates if j in mine or k == 0}
-        return expect
+        return {j: frozenset({Kind.DIST, Kind.SUGG}) if j in mine else frozenset({Kind.DIST})
+                for j in self._met() if j in mine or k == 0}
 
     def outgoing(self, k: int) -> Outgoing:
-        """Round k: DIST = pi_ii(.|o_i) [R, A] (+ a_i and behaviour if k == 0); SUGG pi_ij(.|o_i) to every
+        """Round k: DIST = pi_ii(.|o_i) (+ a_i and behaviour if k == 0); SUGG pi_ij(.|o_i) to every
         neighbour j that picked us as a partner."""
         u = self._current()
         if not self.candidates or not communicates(self.updates, self.config.comm_every):
             return Outgoing()
-        picked_by = [j for j in self.candidates if self.agent_id in self._partners(k, j)]
-        if k > 0 and not picked_by:
+        met = self._met()
+        picked_by = [j for j in met if self.agent_id in self._partners(k, j)]
+        if not met or (k > 0 and not picked_by):
             return Outgoing()
-        # the forward passes this round's update repeats at the same parameters: kept for it (with grad)
-        self._round_logits = (k, {"policy": self.policy.body(u.obs),
-                                  **{str(j): self.suggesters[str(j)].body(u.obs) for j in picked_by}})
-        probs = {name: torch.softmax(logits.detach(), dim=-1).numpy() for name, logits in self._round_logits[1].items()}
-        dist: dict = {"probs": probs["policy"]}
-        suggestions = {j: probs[str(j)] for j in picked_by}
+        sent = {j: self._neighbour_rows(j) for j in picked_by} if self.sparse else {}
+        probs = {"policy": self._probs(k, "policy")}
+        for j in picked_by:
+            probs[str(j)] = self._probs(k, str(j), torch.nonzero(sent[j]).squeeze(1) if self.sparse else None)
+        dist: Body = {"probs": probs["policy"]}
         if k == 0:
             dist.update(actions=u.actions.numpy().copy(), behaviour=u.behaviour.numpy().copy())
+        suggestions: dict[int, Body] = {j: {"to": j, "probs": probs[str(j)]} for j in picked_by}
+        if self.sparse:  # every row some neighbour we met needs; each suggestion at its addressee's rows
+            union = torch.stack([self._neighbour_rows(j) for j in met]).any(dim=0).numpy()
+            dist = {key: value[union] for key, value in dist.items()} | {"rows": union}
+            for j in picked_by:
+                suggestions[j]["rows"] = sent[j].numpy()
         return Outgoing(broadcast={Kind.DIST: dist},
-                        addressed={j: {Kind.SUGG: {"to": j, "probs": p}} for j, p in suggestions.items()})
+                        addressed={j: {Kind.SUGG: body} for j, body in suggestions.items()})
+
+    # ---- round k's forward passes, computed once and shared by the messages and the update ----
+
+    def _pass(self, k: int) -> RoundPass:
+        u = self._current()
+        if self._round is None or self._round.batch is not u or self._round.k != k:
+            self._round = RoundPass(u, k, self.suggesters.features(u.obs), {})
+        return self._round
+
+    def _logits(self, k: int, name: str, rows: Rows = None) -> tuple[Rows, torch.Tensor]:
+        """(rows, logits at them) of pi_ii ("policy") or pi_ij (str(j)) in round k: this round's pass if it
+        made one (same parameters, same numbers), else computed now at `rows`."""
+        p = self._pass(k)
+        if name not in p.logits:
+            if name == "policy":
+                p.logits[name] = (None, self.policy.body(p.batch.obs))
+            else:
+                p.logits[name] = (rows, self.suggesters.logits(p.features, int(name), rows))
+        return p.logits[name]
+
+    def _probs(self, k: int, name: str, rows: Rows = None) -> np.ndarray:
+        return torch.softmax(self._logits(k, name, rows)[1].detach(), dim=-1).numpy()
+
+    def _log_probs(self, k: int, name: str, rows: torch.Tensor) -> torch.Tensor:
+        """log pi(.|o_i) at `rows` of the rollout."""
+        computed, logits = self._logits(k, name, rows if self.sparse else None)
+        logp = torch.log_softmax(logits, dim=-1)
+        return logp[rows if computed is None else torch.searchsorted(computed, rows)]
+
+    # ---- the update ---------------------------------------------------------------------------
 
     def _neighbour_terms(self, u: UpdateBatch, k: int, received: Received) -> list[NeighbourTerms]:
         """Our partners with data this round; a partner without data is a gap (counted)."""
         R, A = len(u.actions), self.spec.n_actions
         mine = self._partners(k, self.agent_id)
         terms = []
-        for m, j in enumerate(self.candidates):
+        for j in self._met():
             dist = received.get(j, {}).get(Kind.DIST)
             sugg = received.get(j, {}).get(Kind.SUGG)
-            if dist is not None and "actions" in dist:
-                u.neighbour_actions[j] = (
-                    received_array(dist["actions"], (R,), np.int64, f"actions from {j}"),
-                    received_array(dist["behaviour"], (R,), np.float32, f"behaviour from {j}"),
-                )
+            if dist is not None and "actions" in dist:  # round 0's: a_j and pi_jj_old(a_j|o_j)
+                u.neighbour_actions[j] = (spread(dist, "actions", (R,), np.int64, f"actions from {j}"),
+                                          spread(dist, "behaviour", (R,), np.float32, f"behaviour from {j}"))
             if j not in mine:
                 continue  # not a partner this round, by the protocol: no terms, no gap
             if dist is None or sugg is None or j not in u.neighbour_actions:
                 u.gaps += 1  # communication gap: drop j's terms and xi_N factor this round
                 continue
-            a_j, beh_j = u.neighbour_actions[j]
-            terms.append(NeighbourTerms(
-                logp_ij=self._log_probs(k, str(j), self.suggesters[str(j)], u.obs),
-                actions=a_j,
-                behaviour=beh_j,
-                probs=received_array(dist["probs"], (R, A), np.float32, f"P_jj from {j}"),
-                suggestion=received_array(sugg["probs"], (R, A), np.float32, f"S_ji from {j}"),
-                mask=u.masks[:, m],
-            ))
+            rows = torch.nonzero(self._neighbour_rows(j) & (u.valid > 0)).squeeze(1)
+            have = (*u.neighbour_actions[j], spread(dist, "probs", (R, A), np.float32, f"P_jj from {j}"),
+                    spread(sugg, "probs", (R, A), np.float32, f"S_ji from {j}"))
+            if any(marked is not None and not marked[rows.numpy()].all() for _, marked in have):
+                u.gaps += 1  # a message without a row we need counts as missing
+                continue
+            a_j, beh_j, P_jj, S_ji = (values[rows] for values, _ in have)
+            terms.append(NeighbourTerms(rows=rows, logp_ij=self._log_probs(k, str(j), rows), actions=a_j,
+                                        behaviour=beh_j, probs=P_jj, suggestion=S_ji))
         return terms
-
-    def _log_probs(self, k: int, name: str, net: PolicyNet, obs: torch.Tensor) -> torch.Tensor:
-        """log pi(.|o) of `net`, from round k's forward pass in `outgoing` when it made one (same parameters,
-        same numbers: the pass is not repeated), else computed now."""
-        kept = self._round_logits[1].get(name) if self._round_logits and self._round_logits[0] == k else None
-        return torch.log_softmax(kept if kept is not None else net.body(obs), dim=-1)
 
     def update_step(self, k: int, received: Received) -> None:
         """One full-batch Adam step on the SS loss with round k's received messages."""
         u = self._current()
-        logp_ii = self._log_probs(k, "policy", self.policy, u.obs)
+        logp_ii = torch.log_softmax(self._logits(k, "policy")[1], dim=-1)
         neighbours = self._neighbour_terms(u, k, received)
-        self._round_logits = None
+        self._round = None
         self.step(ss_loss(
             logp_ii=logp_ii,
             actions=u.actions,

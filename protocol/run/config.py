@@ -17,10 +17,16 @@ import tomli_w
 
 from protocol.wire.algorithms import ALGORITHMS as REGISTRY
 from protocol.wire.algorithms import Algorithm
+from protocol.wire.messages import Kind
 
 ALGORITHMS = tuple(REGISTRY)  # protocol/wire/algorithms.py: each one's contract with the runtime
 ALGORITHM_SUMMARIES = {name: a.summary for name, a in REGISTRY.items()}
 AUDIT_MODES = ("frames", "hashes")
+# SS's suggestion nets pi_ij: "dense" a net per candidate neighbour, computed, sent and trained on every row
+# of the rollout (the paper's formulation; the results of every earlier release); "sparse" the same nets
+# only on the rows where that neighbour is active (the same loss, eq. 16, at a fraction of the work);
+# "shared" one trunk for every j with a linear head per j, on the active rows (the paper's future work)
+SUGGESTERS = ("dense", "sparse", "shared")
 PRESETS = ("default", "paper")
 
 
@@ -79,6 +85,7 @@ class RunConfig:
     # neighbourhood protocols (paper A.4): m random partners per round (0 = all), exchange every k updates
     partners: int = 0
     comm_every: int = 1
+    suggester: str = "dense"  # SUGGESTERS
     # IMR (Tennant et al. 2023): learning reward r_i + imr_xi * 1[a_i is the env's kind action]. 0.1 is a
     # tenth of a Cleanup/Harvest apple: a nudge that never makes abstaining worth more than eating.
     imr_xi: float = 0.1
@@ -134,6 +141,10 @@ class RunConfig:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
         if not 0 <= self.imr_xi < float("inf"):
             raise ValueError(f"imr_xi must be finite and >= 0, got {self.imr_xi}")
+        if self.suggester not in SUGGESTERS:
+            raise ValueError(f"suggester must be one of {list(SUGGESTERS)}, got {self.suggester!r}")
+        if self.suggester != "dense" and Kind.SUGG not in REGISTRY[self.algo].sends:
+            raise ValueError(f"--suggester is SS's (its suggestion nets); {self.algo} has none")
         if self.partners and REGISTRY[self.algo].every_neighbour:
             raise ValueError(f"--partners (paper A.4) is SS's protocol; {self.algo} exchanges with every neighbour")
         for i, js in self.neighbors.items():

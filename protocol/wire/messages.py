@@ -190,9 +190,11 @@ SCHEMAS: dict[Kind, Schema] = {
     ),
     # to an agent that fell behind: the episode batch it can still join (its RESET), and why
     Kind.EPISODE_END: Schema({"episode": Int(min=0), "reason": Str()}),
+    # probs holds every row of the rollout, or (--suggester sparse/shared) only those `rows` marks: [R] bool
     Kind.DIST: Schema(
         {
             "probs": Array(dtypes=F32, ndim=2, distribution_rows=True),
+            "rows": Array(dtypes=BOOL, ndim=1, required=False),
             "actions": Array(dtypes=I64, ndim=1, required=False),
             "behaviour": Array(dtypes=F32, ndim=1, required=False, unit_interval=True),
         },
@@ -203,6 +205,7 @@ SCHEMAS: dict[Kind, Schema] = {
     Kind.SUGG: Schema({
         "to": Int(min=0),
         "probs": Array(dtypes=F32, ndim=2, distribution_rows=True),
+        "rows": Array(dtypes=BOOL, ndim=1, required=False),
     }),
     Kind.ADV: Schema({"advantages": Array(dtypes=F32, ndim=1, private=True)}),
     Kind.CRITIC_PARAMS: Schema({"params": Array(dtypes=F32, ndim=1, private=True)}),

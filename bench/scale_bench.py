@@ -2,7 +2,7 @@
 seconds per update and their ratio, the cluster's start-up time, and the proportional set size (PSS, from
 /proc/PID/smaps_rollup) of each agent process and of the whole cluster, measured in one run per N.
 
-    python bench/scale_bench.py [--agents 8,16,32,64,128] [--updates 6] [--quick]
+    python bench/scale_bench.py [--agents 8,16,32,64,128] [--updates 6] [--suggester dense|sparse|shared] [--quick]
 
 Seconds per update: the cluster's from its env server's audit log (as runtime_bench.py), the simulation's
 timed in-process; the first update of each is a warm-up. Start-up: from launch to the env server's first
@@ -25,7 +25,7 @@ import torch
 from _timing import explain, median, predation, result, time_update
 from coordinator.sim import Simulation
 from protocol.audit.log import iter_records
-from protocol.run.config import RunConfig
+from protocol.run.config import SUGGESTERS, RunConfig
 from envserver.worlds.predation import HORIZON
 from protocol.run.rundir import RunDir
 from runtime_bench import obs_batches, update_intervals
@@ -75,7 +75,8 @@ def audit_bytes(out: Path) -> int:
 def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int], list[int]]:
     """(seconds per update, start-up seconds, PSS KiB of each agent process, PSS KiB of the others)."""
     cmd = [str(Path(sys.executable).parent / "ss-cluster"), "--env", config.env, "--agents", str(config.agents),
-           "--batch", str(config.batch), "--episodes", str(config.episodes), "--no-progress", "--out", str(out)]
+           "--batch", str(config.batch), "--episodes", str(config.episodes), "--suggester", config.suggester,
+           "--no-progress", "--out", str(out)]
     launched = time.time()
     errors = out.parent / "ss-cluster.stderr"  # a file, not a pipe nobody drains while it runs
     with open(errors, "w") as stderr:
@@ -108,15 +109,16 @@ def main() -> None:
     parser.add_argument("--agents", default="8,16,32,64,128", help="comma-separated N to measure")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--updates", type=int, default=6, help="updates per run (the first is a warm-up)")
+    parser.add_argument("--suggester", default="dense", choices=SUGGESTERS, help="SS's suggestion nets")
     parser.add_argument("--quick", action="store_true", help="tiny settings for the smoke test")
     args = parser.parse_args()
     if args.quick:
         args.agents, args.batch, args.updates = "2,3", 2, 30  # long enough to read PSS while it runs
     torch.set_num_threads(1)
-    explain(f"predation, batch {args.batch}, {args.updates} updates per run (first a warm-up); PSS read after the "
-            "first update")
+    explain(f"predation, batch {args.batch}, --suggester {args.suggester}, {args.updates} updates per run (first a "
+            "warm-up); PSS read after the first update")
     for n in (int(x) for x in args.agents.split(",")):
-        config = predation(n, args.batch, args.updates)
+        config = predation(n, args.batch, args.updates, suggester=args.suggester)
         with tempfile.TemporaryDirectory() as tmp:
             cluster_s, startup_s, agents, others = cluster_run(config, Path(tmp) / "cluster")
             audit = audit_bytes(Path(tmp) / "cluster")

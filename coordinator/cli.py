@@ -181,8 +181,12 @@ def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_
         from coordinator.ray_backend import RayPlacement
 
         ray = RayPlacement(ray_address, strict=ray_spread == "strict", cpus=ray_cpus)
-    elif ray_address is not None:
-        raise click.UsageError("--ray-address needs --backend ray")
+    else:
+        source = click.get_current_context().get_parameter_source
+        given = [f"--{name.replace('_', '-')}" for name in ("ray_address", "ray_spread", "ray_cpus")
+                 if source(name) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} needs --backend ray")
     if not no_resume:
         check_resumable(config, out)
     code = run_cluster(config, out, progress=not no_progress, resume=not no_resume, curve=curve,

@@ -104,10 +104,15 @@ def test_an_unreachable_ray_address_is_one_line_and_starts_nothing(tmp_path: Pat
     assert not (tmp_path / "run" / "processes.json").exists()
 
 
-def test_ray_address_without_the_ray_backend_is_a_usage_error(tmp_path: Path) -> None:
-    done = subprocess.run([script("ss-cluster"), "--ray-address", "127.0.0.1:6379", *OPTS, "--out",
-                           str(tmp_path / "run")], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "--ray-address needs --backend ray" in done.stderr
+@pytest.mark.parametrize("given, said", [
+    (["--ray-address", "127.0.0.1:6379"], "--ray-address needs --backend ray"),
+    (["--ray-spread", "strict", "--ray-cpus", "0.5"], "--ray-spread, --ray-cpus needs --backend ray"),
+])
+def test_ray_options_without_the_ray_backend_are_a_usage_error(tmp_path: Path, given: list[str], said: str) -> None:
+    done = subprocess.run([script("ss-cluster"), *given, *OPTS, "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and said in done.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

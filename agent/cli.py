@@ -31,7 +31,8 @@ def parse_ids(text: str | None, me: int) -> tuple[int, ...] | None:
                    "coordinator gives (the config's static graph, or the env's per-step neighbourhoods).")
 @process_options("this agent's PUB socket", "neighbours", "agents/<id>/{train.csv,checkpoint.pt,audit.log}")
 @click.option("--audit", type=click.Choice(AUDIT_MODES), default="frames", show_default=True,
-              help="Audit log keeps every outbound frame, or only their hashes (long runs).")
+              help="Audit log keeps every outbound frame, every frame zlib-compressed (exact, smaller), or "
+                   "only their hashes (long runs).")
 @TENSORBOARD_OPTION
 def main(agent_id: int, neighbors: str | None, coordinator: str, bind: str, advertise: str | None, out: str,
          run_id: str, keys_dir: Path | None, audit: str, tensorboard: bool, verbose: bool) -> None:

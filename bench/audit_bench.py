@@ -1,6 +1,6 @@
-"""Audit cost: time per episode of one agent with full frame capture against hashes only.
+"""Audit cost: time per episode of one agent with full frame capture, compressed capture and hashes only.
 
-    python bench/audit_bench.py [--updates 40] [--quick]
+    python bench/audit_bench.py [--updates 48] [--quick]
 
 What is timed (in-process, NOT a cluster: with ~10 processes on 2 cores a cluster's per-update time
 varies by more than the effect measured here): agent 0 of an `ss-sim` Simulation (predation, 8
@@ -10,7 +10,8 @@ outgoing + Adam pass) and its sends through the real send choke point (`Outbox.s
 audit record, `send_multipart`) for the exact messages the agent process sends per episode batch:
 RESET, T STEP, and per round the DIST/SUGG that `PeerLink.exchange` publishes. The sends go to a PUB
 socket with no subscriber (the socket call is the same in both modes; only the audit record differs).
-The other agents and the world run untimed. Updates alternate frames/hashes as ABBA so drift cancels.
+The other agents and the world run untimed. Updates cycle frames, compressed, hashes, hashes, compressed,
+frames, ... (a palindrome: linear drift adds the same to every mode).
 Not included: receiving and decoding (identical in both modes) and waiting for other processes.
 """
 
@@ -36,7 +37,7 @@ from protocol.audit.log import AuditLog
 from protocol.transport.inbox import Inbox
 from protocol.wire.messages import Kind
 
-MODES = ("frames", "hashes")
+MODES = ("frames", "compressed", "hashes")
 ENDPOINT = "inproc://audit-bench"
 
 
@@ -119,22 +120,23 @@ class TimedAgent:
         return taken
 
 
-def abba(update: int) -> str:
-    """frames, hashes, hashes, frames, ...: linear drift adds the same to both modes."""
-    return MODES[0] if update % 4 in (0, 3) else MODES[1]
+def interleaved(update: int) -> str:
+    """The audit mode of update `update`: MODES, then MODES backwards, and again."""
+    cycle = MODES + MODES[::-1]
+    return cycle[update % len(cycle)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--updates", type=int, default=40, help="timed updates (half per mode), after 4 warm-ups")
+    parser.add_argument("--updates", type=int, default=48, help="timed updates (a third per mode), after 6 warm-ups")
     parser.add_argument("--quick", action="store_true", help="tiny settings for the smoke test")
     args = parser.parse_args()
     if args.quick:
-        args.agents, args.batch, args.updates = 2, 2, 4
+        args.agents, args.batch, args.updates = 2, 2, 6
     torch.set_num_threads(1)
-    warmup = 4
+    warmup = 6
     config = predation(args.agents, args.batch, warmup + args.updates)
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUB)
@@ -153,7 +155,7 @@ def main() -> None:
         sim.open(progress=False)
         try:
             for update in range(warmup + args.updates):
-                agent.mode = abba(update)
+                agent.mode = interleaved(update)
                 sim.rollout()
                 sim.train()
                 taken = agent.take()
@@ -172,17 +174,22 @@ def main() -> None:
     sending = {mode: median(s for _, s in times[mode]) / config.batch for mode in MODES}
     explain(f"in-process: agent 0 of predation, {args.agents} agents, batch {args.batch}, algo {config.algo}, "
             f"K={config.iterations}; {messages} messages per episode batch; median of {len(times['frames'])} "
-            f"updates per mode, ABBA-interleaved")
+            f"updates per mode, interleaved")
     explain("agent time = its learner work + its sends (Outbox: encode + audit record + send); per episode = / batch")
     for mode in MODES:
         result(f"{mode}_agent_ms_per_episode", per_episode[mode] * 1e3, "ms", f"audit = {mode}: agent time per episode")
     result("agent_frames_over_hashes", per_episode["frames"] / per_episode["hashes"], "x",
            "full capture / hashes only, whole agent (aim <= 1.10)")
+    result("agent_compressed_over_hashes", per_episode["compressed"] / per_episode["hashes"], "x",
+           "compressed capture / hashes only, whole agent")
     for mode in MODES:
         result(f"{mode}_send_ms_per_episode", sending[mode] * 1e3, "ms", f"audit = {mode}: send path alone per episode")
     result("send_frames_over_hashes", sending["frames"] / sending["hashes"], "x", "full capture / hashes only, send path")
+    result("send_compressed_over_hashes", sending["compressed"] / sending["hashes"], "x",
+           "compressed capture / hashes only, send path")
     for mode in MODES:
         result(f"{mode}_record_bytes", sizes[mode], "B", f"audit = {mode}: mean audit-log bytes per message")
+    result("compressed_over_frames_bytes", sizes["compressed"] / sizes["frames"], "x", "audit-log bytes, compressed / frames")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import click
 
 from protocol.cliopts import (INSECURE_OPTION, KEYS_OPTION, TENSORBOARD_OPTION, check_endpoint,
                               refuse_open_plaintext)
-from protocol.run.config import (ALGORITHM_SUMMARIES, ALGORITHMS, PAPER_DEFAULTS, PRESETS, SUGGESTERS, RunConfig,
+from protocol.run.config import (ALGORITHM_SUMMARIES, ALGORITHMS, AUDIT_MODES, PAPER_DEFAULTS, PRESETS, SUGGESTERS, RunConfig,
                                  load_toml, resolve, write_toml)
 from protocol.run.rundir import RunDir
 
@@ -30,7 +30,7 @@ def catalogue(example: str) -> str:
 
 
 RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "preset", "partners", "comm_every",
-               "suggester")
+               "suggester", "audit")
 
 
 RUN_DIR_HELP = "Run directory to write (config.toml, metrics.csv, agents/<id>/...)."
@@ -68,6 +68,10 @@ def run_options(command: Callable[..., Any] | None = None, *, out_help: str = RU
                   help="SS's suggestion nets: dense = a net per neighbour on every step (the paper); sparse = "
                        "the same nets only on the steps where that neighbour is active (same loss, less "
                        "work); shared = one trunk with a head per neighbour, on active steps. [default: dense]")
+    @click.option("--audit", type=click.Choice(AUDIT_MODES), default=None,
+                  help="What each process's audit log keeps of every message it sends: frames = the exact "
+                       "frames; compressed = the same, zlib-compressed (--verify is as exact); hashes = "
+                       "their SHA-256 only. [default: frames]")
     @click.option("--preset", type=click.Choice(PRESETS), default=None,
                   help="Hyperparameter table: 'default' (shipped) or 'paper' (the paper's Table 2).")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from protocol.transport import sockets
 from protocol.audit.outbox import KindNotAllowed, Outbox, Tally, allowed_kinds
-from protocol.audit.log import AuditLog, Record, TornTail, iter_records
+from protocol.audit.log import AuditLog, Record, TornTail, iter_records, parse_record
 from protocol.audit.verify import verify_log
 from protocol.wire.codec import ProtocolError, encode
 from protocol.wire.messages import ENVSERVER_ID, Kind, Message
@@ -83,7 +85,7 @@ def send_session(outbox: Outbox, net: Loopback) -> None:
                 topic=sugg_topic(3, 4), round=0)
 
 
-@pytest.fixture(params=["frames", "hashes"])
+@pytest.fixture(params=["frames", "compressed", "hashes"])
 def honest_log(request: pytest.FixtureRequest, tmp_path: Path, net: Loopback) -> Path:
     path = tmp_path / "audit.log"
     with AuditLog(path, mode=request.param) as log:
@@ -356,3 +358,23 @@ def test_the_receive_summary_adds_up_over_sessions(tmp_path: Path) -> None:
         inbox.write_summary(path)
     assert json.loads(path.read_text()) == {"received": {"DIST": {"4": {"messages": 4, "bytes": 200}}},
                                             "dropped": {"stale": 1}}
+
+
+def test_compressed_frames_are_the_wire_frames_and_inflate_no_further_than_recorded(tmp_path: Path,
+                                                                                   net: Loopback) -> None:
+    plain, packed = tmp_path / "plain.log", tmp_path / "packed.log"
+    for path, mode in ((plain, "frames"), (packed, "compressed")):
+        with AuditLog(path, mode=mode) as log:
+            send_session(Outbox("agent", "ss", RUN, 3, log), net)
+    assert [r.frames for r in records(packed)] == [r.frames for r in records(plain)]
+    assert b'"zframes"' in packed.read_bytes() and b'"frames"' not in packed.read_bytes()
+    # a hostile record: 1 MB of zeros claiming to be 64 bytes inflates to 65 bytes, and verify says so
+    line = packed.read_bytes().splitlines()[0]
+    bomb = base64.b64encode(zlib.compress(bytes(1 << 20))).decode()
+    fields = json.loads(line)
+    fields["zframes"] = [bomb]
+    fields["lens"] = [64]
+    record = parse_record(0, json.dumps(fields, separators=(",", ":")).encode())
+    assert len(record.frames[0]) == 65
+    (tmp_path / "bomb.log").write_bytes(json.dumps(fields, separators=(",", ":")).encode() + b"\n")
+    assert not verify_log(tmp_path / "bomb.log", "agent", "ss").ok

@@ -211,13 +211,15 @@ def start_cluster(procs: Processes, taps: dict[str, WireTap], out: Path) -> dict
                                  "--advertise", taps["envserver"].endpoint),
     }
     for i, nbrs in NEIGHBORS.items():
+        mode = "compressed" if i == 1 else "frames"  # agent 1's log holds its frames zlib-compressed
         started[f"agent-{i}"] = procs.start(
             f"agent-{i}", script("ss-agent"), "--id", str(i), "--neighbors", ",".join(map(str, nbrs)),
-            "--bind", bind[str(i)], "--advertise", taps[str(i)].endpoint, *common)
+            "--bind", bind[str(i)], "--advertise", taps[str(i)].endpoint, "--audit", mode, *common)
     return started
 
 
 def test_every_audit_log_equals_the_traffic_on_the_wire(tmp_path: Path) -> None:
+    """Every process's log, the compressed one of agent 1 included, holds exactly the frames it sent."""
     out = tmp_path / "run"
     with ExitStack() as stack:
         taps = {name: stack.enter_context(WireTap(free_port()))
@@ -233,6 +235,7 @@ def test_every_audit_log_equals_the_traffic_on_the_wire(tmp_path: Path) -> None:
         for tap in taps.values():
             tap.close()  # every process has exited: the taps now hold every byte of the run
     run = RunDir(out)
+    assert b'"zframes"' in run.audit(1).read_bytes() and b'"zframes"' not in run.audit(0).read_bytes()
     env_links, coord_links = by_sender(taps["envserver"]), by_sender(taps["coordinator"])
     assert set(env_links) == set(NEIGHBORS) and set(coord_links) == {*NEIGHBORS, ENVSERVER_ID}
     for i, nbrs in NEIGHBORS.items():

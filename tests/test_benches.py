@@ -40,9 +40,10 @@ EXPECTED = {
                                                                    "cluster_over_sim", "startup_s",
                                                                    "pss_per_agent_mib", "pss_total_gib",
                                                                    "audit_gib_per_m_steps")},
-    "audit_bench.py": {"frames_agent_ms_per_episode", "hashes_agent_ms_per_episode", "agent_frames_over_hashes",
-                       "frames_send_ms_per_episode", "hashes_send_ms_per_episode", "send_frames_over_hashes",
-                       "frames_record_bytes", "hashes_record_bytes"},
+    "audit_bench.py": {f"{mode}_{what}" for mode in ("frames", "compressed", "hashes")
+                       for what in ("agent_ms_per_episode", "send_ms_per_episode", "record_bytes")}
+                      | {"agent_frames_over_hashes", "agent_compressed_over_hashes", "send_frames_over_hashes",
+                         "send_compressed_over_hashes", "compressed_over_frames_bytes"},
 }
 
 

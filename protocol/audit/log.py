@@ -6,8 +6,10 @@ Format: one JSON line per outbound message, readable with `cat`, `jq` and `grep`
      "kind":"DIST","seq":0,"round":0,"step":null,"lens":[7,912],"sha256":["<hex>","<hex>"],
      "frames":["<base64>","<base64>"],"prev":"<hex>","hash":"<hex>"}
 
-`lens`/`sha256`/`frames` describe every frame that went on the wire, in order. `frames` is absent in
-"hashes" mode. `hash` = SHA-256 of the record's exact bytes from `{` up to (not including) the
+`lens`/`sha256`/`frames` describe every frame that went on the wire, in order. In "compressed" mode
+`zframes` replaces `frames`: each frame zlib-compressed, then base64 (the reader decompresses them to the
+wire's bytes, so `--verify` checks them against `sha256` exactly as it checks `frames`); in "hashes" mode
+neither is kept. `hash` = SHA-256 of the record's exact bytes from `{` up to (not including) the
 `,"hash":` suffix, closed by `}`; those bytes contain `prev`, the previous record's hash (64 zeros
 for the first), so editing, deleting, inserting or reordering any record breaks the chain. Only the
 last line may lack its newline: a crash mid-write leaves a torn tail, which the reader reports and
@@ -18,6 +20,7 @@ Checking one record by hand (prints the same digest as its `hash`; `prev` of the
 
     sed -n 1p audit.log | sed 's/,"hash":"[0-9a-f]*"}$/}/' | tr -d '\\n' | sha256sum
     sed -n 1p audit.log | jq -r '.frames[-1]' | base64 -d | sha256sum    # == .sha256[-1]
+    sed -n 1p audit.log | jq -r '.zframes[-1]' | base64 -d | zlib-flate -uncompress | sha256sum  # compressed
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import os
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -36,6 +40,7 @@ from protocol.run.config import AUDIT_MODES
 
 GENESIS = "0" * 64
 _HASH_SUFFIX = re.compile(rb',"hash":"([0-9a-f]{64})"\}')
+ZLIB_LEVEL = 1  # of "compressed" mode: most of level 9's ratio on our frames at a fraction of its time
 
 
 class LogFormatError(ValueError):
@@ -102,17 +107,32 @@ _FIELDS = {"n": int, "t": (int, float), "dest": str, "endpoint": str, "topic": (
 
 def _check_fields(index: int, fields: object) -> dict:
     """The decoded JSON must be exactly the record's fields, each of its type."""
-    if not isinstance(fields, dict) or not _FIELDS.keys() <= fields.keys() <= _FIELDS.keys() | {"frames"}:
+    if (not isinstance(fields, dict) or not _FIELDS.keys() <= fields.keys() <= _FIELDS.keys() | {"frames", "zframes"}
+            or {"frames", "zframes"} <= fields.keys()):
         raise LogFormatError(index, "wrong set of fields")
     for name, types in _FIELDS.items():
         if not isinstance(fields[name], types) or isinstance(fields[name], bool):
             raise LogFormatError(index, f"field {name!r} has the wrong type")
     if not all(isinstance(n, int) for n in fields["lens"]):
         raise LogFormatError(index, "field 'lens' is not a list of integers")
-    for name in ("sha256", "frames"):
+    for name in ("sha256", "frames", "zframes"):
         if not all(isinstance(x, str) for x in fields.get(name, ())):
             raise LogFormatError(index, f"field {name!r} is not a list of strings")
     return fields
+
+
+def _decompressed(index: int, zframes: list[str], lengths: list[int]) -> tuple[bytes, ...]:
+    """The frames of a `zframes` field. Each inflates to at most one byte past its recorded length, so a
+    damaged or hostile log cannot make the reader inflate more than it claims (verify then reports it)."""
+    frames = []
+    for k, text in enumerate(zframes):
+        limit = (lengths[k] if k < len(lengths) else 0) + 1
+        try:
+            inflate = zlib.decompressobj()
+            frames.append(inflate.decompress(base64.b64decode(text, validate=True), limit))
+        except (ValueError, zlib.error):
+            raise LogFormatError(index, f"field 'zframes' holds invalid base64 or zlib data (frame {k})") from None
+    return tuple(frames)
 
 
 def parse_record(index: int, line: bytes) -> Record:
@@ -130,6 +150,8 @@ def parse_record(index: int, line: bytes) -> Record:
             frames = tuple(base64.b64decode(f, validate=True) for f in frames)
         except ValueError:
             raise LogFormatError(index, "field 'frames' holds invalid base64") from None
+    elif "zframes" in fields:
+        frames = _decompressed(index, fields["zframes"], fields["lens"])
     return Record(
         index=fields["n"],
         time=float(fields["t"]),
@@ -183,12 +205,16 @@ def iter_records(path: str | Path) -> Iterator[Record | TornTail]:
         count += 1
 
 
-def _encode_record(fields: dict[str, object], frames: Sequence[bytes] | None, prev: str) -> tuple[bytes, str]:
-    """The exact bytes of a record line and its hash: compact JSON of `fields`, then `frames` (base64),
-    `prev` and `hash`. The base64 text needs no JSON escaping, so it is spliced in as bytes rather
-    than passed through `json.dumps` (the bulk of a record; this halves the cost of frame capture)."""
+def _encode_record(fields: dict[str, object], frames: Sequence[bytes] | None, prev: str,
+                   compress: bool = False) -> tuple[bytes, str]:
+    """The exact bytes of a record line and its hash: compact JSON of `fields`, then `frames` (base64; or
+    `zframes`, zlib then base64), `prev` and `hash`. The base64 text needs no JSON escaping, so it is
+    spliced in as bytes rather than passed through `json.dumps` (the bulk of a record; this halves the
+    cost of frame capture)."""
     head = json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode()[:-1]
-    if frames is not None:
+    if frames is not None and compress:
+        head += b',"zframes":["' + b'","'.join(base64.b64encode(zlib.compress(f, ZLIB_LEVEL)) for f in frames) + b'"]'
+    elif frames is not None:
         head += b',"frames":["' + b'","'.join(base64.b64encode(f) for f in frames) + b'"]'
     body = head + b',"prev":"' + prev.encode() + b'"}'
     digest = hashlib.sha256(body).hexdigest()
@@ -264,8 +290,8 @@ class AuditLog:
             "lens": [len(f) for f in frames],
             "sha256": [frame_digest(f) for f in frames],
         }
-        clear = self.mode == "frames" and kind not in self.digest_only
-        line, self.head = _encode_record(fields, frames if clear else None, self.head)
+        kept = self.mode != "hashes" and kind not in self.digest_only
+        line, self.head = _encode_record(fields, frames if kept else None, self.head, self.mode == "compressed")
         self._write(line)
         self.count += 1
         self.last_seq = seq

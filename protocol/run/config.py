@@ -21,7 +21,7 @@ from protocol.wire.messages import Kind
 
 ALGORITHMS = tuple(REGISTRY)  # protocol/wire/algorithms.py: each one's contract with the runtime
 ALGORITHM_SUMMARIES = {name: a.summary for name, a in REGISTRY.items()}
-AUDIT_MODES = ("frames", "hashes")
+AUDIT_MODES = ("frames", "compressed", "hashes")  # every frame; every frame zlib-compressed; their digests
 # SS's suggestion nets pi_ij: "dense" a net per candidate neighbour, computed, sent and trained on every row
 # of the rollout (the paper's formulation; the results of every earlier release); "sparse" the same nets
 # only on the rows where that neighbour is active (the same loss, eq. 16, at a fraction of the work);

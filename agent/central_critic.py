@@ -21,7 +21,7 @@ from torch import nn
 
 from agent import lean_torch
 from agent.exchange import Body
-from agent.nets import ValueNet, obs_tensor
+from agent.nets import ValueNet, obs_tensor, pick_device
 from agent.returns import gae, team_flags, valid_steps
 from agent.ss_loss import masked_mean
 from protocol.run.config import RunConfig
@@ -71,6 +71,8 @@ class CentralCritic:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))  # the run seed alone
             self.critic = ValueNet((spec.n_agents * int(np.prod(spec.obs_shape)),), config.hidden)
+        self.device = pick_device(config.device)
+        self.critic.to(self.device)
         self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.states: torch.Tensor | None = None  # this update's joint states s [R, S], set by `advantages`
         self.targets: torch.Tensor | None = None  # and its critic targets G [R]
@@ -86,19 +88,19 @@ class CentralCritic:
         self.complete = all(r is not None for r in reports)
         reports = stand_ins(reports, self.spec)
         T, B = self.spec.horizon, self.spec.batch
-        states = joint_states([r["obs"] for r in reports])
-        next_states = torch.cat([states[B:], joint_states([r["last_obs"] for r in reports])])
-        team_reward = torch.from_numpy(np.sum([r["rewards"] for r in reports], axis=0, dtype=np.float32))
+        states = joint_states([r["obs"] for r in reports]).to(self.device)
+        next_states = torch.cat([states[B:], joint_states([r["last_obs"] for r in reports]).to(self.device)])
+        team_reward = torch.from_numpy(np.sum([r["rewards"] for r in reports], axis=0, dtype=np.float32)).to(self.device)
         terminated, truncated = team_flags([r["terminated"].reshape(T, B) for r in reports],
                                            [r["truncated"].reshape(T, B) for r in reports])
         with torch.no_grad():
             values, next_values = self.critic(states), self.critic(next_states)
         adv, targets = gae(team_reward.reshape(T, B), values.reshape(T, B), next_values.reshape(T, B),
-                           torch.from_numpy(terminated), torch.from_numpy(truncated),
+                           torch.from_numpy(terminated).to(self.device), torch.from_numpy(truncated).to(self.device),
                            self.config.gamma, self.config.lam)
         self.states, self.targets = states, targets.reshape(-1)
-        self.valid = torch.from_numpy(valid_steps(terminated, truncated).reshape(-1)).to(torch.float32)
-        return adv.reshape(-1).numpy()
+        self.valid = torch.from_numpy(valid_steps(terminated, truncated).reshape(-1)).to(self.device, torch.float32)
+        return adv.reshape(-1).cpu().numpy()
 
     def state_dict(self) -> dict[str, Any]:
         """The critic's parameters and Adam state (all a resumed run needs: `fit` draws no randomness)."""

@@ -13,6 +13,17 @@ import torch
 from torch import nn
 
 
+def pick_device(name: str) -> torch.device:
+    """The device a config's `device` names, in this process: "auto" is CUDA if it is available here, else
+    the CPU; "cuda" where none is available is a ValueError saying so."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available to this process "
+                         "(torch.cuda.is_available() is False); use --device auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def obs_tensor(obs: np.ndarray) -> torch.Tensor:
     """Observations [N, *obs_shape] -> float32 [N, prod(obs_shape)]; uint8 scaled by 1/255."""
     flat = torch.from_numpy(np.array(obs).reshape(len(obs), -1))

@@ -21,7 +21,7 @@ from torch import nn
 from agent import lean_torch
 from agent.buffer import Rollout, RolloutBuffer, rows
 from agent.exchange import Outgoing, Received, RoundKinds
-from agent.nets import PolicyNet, ValueNet, obs_tensor, sample
+from agent.nets import PolicyNet, ValueNet, obs_tensor, pick_device, sample
 from agent.returns import gae
 from agent.ss_loss import LossTerms, masked_mean, ss_loss
 from protocol.run.config import RunConfig
@@ -30,17 +30,21 @@ from protocol.wire.spec import WorldSpec
 from protocol.run.topology import resolve_neighbors
 
 
+CPU = torch.device("cpu")
+
+
 def derived_seed(seed: int, agent_id: int) -> int:
     """The agent's own seed, independent of every other agent's."""
     return int(np.random.SeedSequence([seed, agent_id]).generate_state(1)[0])
 
 
-def received_array(x: np.ndarray, shape: tuple[int, ...], dtype: type, what: str) -> torch.Tensor:
-    """A writable tensor copy of a received (possibly read-only) array, checked against `shape`."""
+def received_array(x: np.ndarray, shape: tuple[int, ...], dtype: type, what: str,
+                   device: torch.device = CPU) -> torch.Tensor:
+    """A writable tensor copy of a received (possibly read-only) array on `device`, checked against `shape`."""
     arr = np.array(x, dtype=dtype)
     if arr.shape != shape:
         raise ValueError(f"{what}: expected shape {shape}, got {arr.shape}")
-    return torch.from_numpy(arr)
+    return torch.from_numpy(arr).to(device)
 
 
 @dataclass
@@ -80,6 +84,7 @@ class PPOLearner:
         self.candidates: tuple[int, ...] = tuple(candidates)
         # everyone's neighbours: partner draws and consensus weights of the neighbours are computed here
         self.graph = {**resolve_neighbors(config, spec), agent_id: self.candidates}
+        self.device = pick_device(config.device)
         seed = derived_seed(config.seed, agent_id)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -88,6 +93,8 @@ class PPOLearner:
             if self.OWN_CRITIC:
                 self.critic = ValueNet(spec.obs_shape, config.hidden)
             self.build_nets()
+        for net in self.nets().values():
+            net.to(self.device)  # built on the CPU (the same initial values everywhere), then moved
         groups = [{"params": self.actor_parameters(), "lr": config.actor_lr}]
         if self.OWN_CRITIC:
             groups.append({"params": list(self.critic.parameters()), "lr": config.critic_lr})
@@ -115,7 +122,7 @@ class PPOLearner:
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Sample a_i ~ pi_ii(.|o_i) in each of the B worlds; record o, mask, a_i, behaviour."""
         with torch.no_grad():
-            probs = self.policy.probs(obs_tensor(obs)).numpy()
+            probs = self.policy.probs(self.tensor(obs_tensor(obs))).cpu().numpy()
         actions = sample(probs, self.rng)
         mask = np.asarray(mask, dtype=bool)
         if not self.candidates:
@@ -140,31 +147,35 @@ class PPOLearner:
 
     def estimate(self, ro: Rollout, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(A_i [R], G_i [R]): GAE (eq. 17) and critic targets (eq. 18) on the learning reward, with V_i."""
-        rewards = torch.from_numpy(self.learning_rewards(ro))
+        rewards = self.tensor(self.learning_rewards(ro))
         with torch.no_grad():
             values = self.critic(obs).reshape(rewards.shape)
-            next_values = self.critic(obs_tensor(rows(ro.next_obs))).reshape(rewards.shape)
-        advantages, targets = gae(rewards, values, next_values, torch.from_numpy(ro.terminated),
-                                  torch.from_numpy(ro.truncated), self.config.gamma, self.config.lam)
+            next_values = self.critic(self.tensor(obs_tensor(rows(ro.next_obs)))).reshape(rewards.shape)
+        advantages, targets = gae(rewards, values, next_values, self.tensor(ro.terminated),
+                                  self.tensor(ro.truncated), self.config.gamma, self.config.lam)
         return advantages.reshape(-1), targets.reshape(-1)
 
     def begin_update(self) -> None:
         """GAE, critic targets and kappa for the recorded batch: once, before the K rounds."""
         ro = self.buffer.rollout()
-        obs = obs_tensor(rows(ro.obs))
+        obs = self.tensor(obs_tensor(rows(ro.obs)))
         advantages, targets = self.estimate(ro, obs)
-        valid = torch.from_numpy(rows(ro.valid)).to(torch.float32)
+        valid = self.tensor(rows(ro.valid)).to(torch.float32)
         self._update = UpdateBatch(
             obs=obs,
-            actions=torch.from_numpy(rows(ro.actions)),
-            behaviour=torch.from_numpy(rows(ro.behaviour)),
-            masks=torch.from_numpy(rows(ro.masks)).to(torch.float32),
+            actions=self.tensor(rows(ro.actions)),
+            behaviour=self.tensor(rows(ro.behaviour)),
+            masks=self.tensor(rows(ro.masks)).to(torch.float32),
             advantages=advantages,
             targets=targets,
             valid=valid,
             kappa=masked_mean(advantages.abs(), valid),  # paper 4.4: kappa_i = mean |A_i|
             mean_reward=float(ro.rewards.mean()),
         )
+
+    def tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """x as a tensor on this learner's device (on the CPU, a numpy array's own memory: no copy)."""
+        return (torch.from_numpy(x) if isinstance(x, np.ndarray) else x).to(self.device)
 
     def _current(self) -> UpdateBatch:
         if self._update is None:
@@ -267,4 +278,4 @@ class PPOLearner:
 
     def flat_parameters(self) -> np.ndarray:
         """Every parameter, concatenated (for bit-identity checks)."""
-        return torch.cat([p.detach().reshape(-1) for n in self.nets().values() for p in n.parameters()]).numpy()
+        return torch.cat([p.detach().reshape(-1) for n in self.nets().values() for p in n.parameters()]).cpu().numpy()

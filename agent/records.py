@@ -43,4 +43,5 @@ def save_checkpoint(path: Path, update: int, episode: int, learner_state: dict[s
 
 def load_checkpoints(path: Path) -> dict[int, dict[str, Any]]:
     """The saved versions (current and previous) by update; {} if there are none."""
-    return versions(path, lambda p: torch.load(p, weights_only=False))
+    # onto the CPU whatever device wrote it; load_state_dict then moves each tensor to its net's device
+    return versions(path, lambda p: torch.load(p, weights_only=False, map_location="cpu"))

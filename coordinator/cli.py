@@ -14,7 +14,7 @@ import click
 
 from protocol.cliopts import (INSECURE_OPTION, KEYS_OPTION, TENSORBOARD_OPTION, check_endpoint,
                               refuse_open_plaintext)
-from protocol.run.config import (ALGORITHM_SUMMARIES, ALGORITHMS, AUDIT_MODES, PAPER_DEFAULTS, PRESETS, SUGGESTERS, RunConfig,
+from protocol.run.config import (ALGORITHM_SUMMARIES, ALGORITHMS, AUDIT_MODES, DEVICES, PAPER_DEFAULTS, PRESETS, SUGGESTERS, RunConfig,
                                  load_toml, resolve, write_toml)
 from protocol.run.rundir import RunDir
 
@@ -30,7 +30,7 @@ def catalogue(example: str) -> str:
 
 
 RUN_OPTIONS = ("env", "agents", "episodes", "batch", "seed", "algo", "rho", "preset", "partners", "comm_every",
-               "suggester", "audit")
+               "suggester", "audit", "device")
 
 
 RUN_DIR_HELP = "Run directory to write (config.toml, metrics.csv, agents/<id>/...)."
@@ -72,6 +72,10 @@ def run_options(command: Callable[..., Any] | None = None, *, out_help: str = RU
                   help="What each process's audit log keeps of every message it sends: frames = the exact "
                        "frames; compressed = the same, zlib-compressed (--verify is as exact); hashes = "
                        "their SHA-256 only. [default: frames]")
+    @click.option("--device", type=click.Choice(DEVICES), default=None,
+                  help="Where each process runs its learner's nets: cpu; auto = a CUDA GPU where that process "
+                       "has one, else the CPU; cuda = a GPU or a clear error. Results on a GPU are not "
+                       "bit-identical to the CPU's. [default: cpu]")
     @click.option("--preset", type=click.Choice(PRESETS), default=None,
                   help="Hyperparameter table: 'default' (shipped) or 'paper' (the paper's Table 2).")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
@@ -101,14 +105,27 @@ def check_env(config: RunConfig) -> None:
         raise click.ClickException(f"--env {config.env}: {explain(err)}") from None
 
 
+def check_device(config: RunConfig) -> None:
+    """--device cuda on a machine without one: one line now (ss-sim, ss-cluster: every process is here)."""
+    if config.device == "cuda":
+        from agent.nets import pick_device
+
+        try:
+            pick_device(config.device)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+
+
 def check_resumable(config: RunConfig, out: Path) -> None:
-    """Refuse to resume into a run directory whose config differs in more than `episodes`."""
+    """Refuse to resume into a run directory whose config differs in more than `episodes` (or `device`:
+    a run may continue on other hardware)."""
     existing_path = RunDir(out).config
     if not existing_path.exists():
         return
     existing = RunConfig.from_dict(load_toml(existing_path)).to_dict()
     wanted = config.to_dict()
-    existing.pop("episodes"), wanted.pop("episodes")
+    for free in ("episodes", "device"):
+        existing.pop(free), wanted.pop(free)
     diff = sorted(k for k in wanted if wanted[k] != existing.get(k))
     if diff:
         raise click.UsageError(
@@ -133,6 +150,7 @@ def sim_main(config: RunConfig, out: Path, no_resume: bool, no_progress: bool, r
     """
     from coordinator.sim import Simulation
 
+    check_device(config)
     if not no_resume:
         check_resumable(config, out)
     sim = Simulation(config, out, tensorboard=tensorboard)
@@ -191,6 +209,7 @@ def cluster_main(config: RunConfig, out: Path, no_resume: bool, curve: bool, no_
                  if source(name) is click.core.ParameterSource.COMMANDLINE]
         if given:
             raise click.UsageError(f"{', '.join(given)} needs --backend ray")
+        check_device(config)  # every process runs here (with Ray, each checks on its own node)
     if not no_resume:
         check_resumable(config, out)
     code = run_cluster(config, out, progress=not no_progress, resume=not no_resume, curve=curve,

@@ -41,7 +41,7 @@ class CLLearner(PPOLearner):
     def receive_advantages(self, body: Body) -> None:
         """Take the central learner's ADV body (the team advantage [R]) for the next update."""
         R = self.spec.horizon * self.spec.batch
-        self._team_advantages = received_array(body["advantages"], (R,), np.float32, "ADV from the central learner")
+        self._team_advantages = received_array(body["advantages"], (R,), np.float32, "ADV from the central learner", self.device)
 
     def estimate(self, ro: Rollout, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(team advantage [R], no targets: zeros [R]); the critic is the central learner's."""

@@ -53,6 +53,6 @@ def load_flat(module: nn.Module, vector: torch.Tensor) -> None:
 def mix_parameters(module: nn.Module, bodies: dict[int, Body], row: dict[int, float], i: int) -> None:
     """Consensus step of `module` with the `params` vectors neighbours sent (j -> message body)."""
     own = flat(module)
-    theirs = {j: received_array(body["params"], tuple(own.shape), np.float32, f"parameters from {j}")
+    theirs = {j: received_array(body["params"], tuple(own.shape), np.float32, f"parameters from {j}", own.device)
               for j, body in bodies.items()}
     load_flat(module, consensus(own, theirs, row, i))

@@ -98,11 +98,11 @@ class PSLearner(PPOLearner):
             return Outgoing()
         u = self._current()
         with torch.no_grad():
-            probs = self.policy.probs(u.obs).numpy()
+            probs = self.policy.probs(u.obs).cpu().numpy()
         return Outgoing(broadcast={
-            Kind.DIST: {"probs": probs, "actions": u.actions.numpy().copy(),
-                        "behaviour": u.behaviour.numpy().copy()},
-            Kind.POLICY_PARAMS: {"owner": self.agent_id, "params": flat(self.copies).numpy()},
+            Kind.DIST: {"probs": probs, "actions": u.actions.cpu().numpy().copy(),
+                        "behaviour": u.behaviour.cpu().numpy().copy()},
+            Kind.POLICY_PARAMS: {"owner": self.agent_id, "params": flat(self.copies).cpu().numpy()},
         })
 
     def _factors(self, k: int, received: Received) -> list[JointFactor]:
@@ -113,8 +113,9 @@ class PSLearner(PPOLearner):
             for j, got in received.items():
                 if Kind.DIST in got:
                     u.neighbour_actions[j] = (
-                        received_array(got[Kind.DIST]["actions"], (R,), np.int64, f"actions from {j}"),
-                        received_array(got[Kind.DIST]["behaviour"], (R,), np.float32, f"behaviour from {j}"),
+                        received_array(got[Kind.DIST]["actions"], (R,), np.int64, f"actions from {j}", self.device),
+                        received_array(got[Kind.DIST]["behaviour"], (R,), np.float32, f"behaviour from {j}",
+                                       self.device),
                     )
         factors = []
         for m, j in enumerate(self.candidates):

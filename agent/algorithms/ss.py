@@ -40,16 +40,17 @@ class RoundPass:
     logits: dict[str, tuple[Rows, torch.Tensor]]  # "policy" or str(j) -> (the rows computed, logits there)
 
 
-def spread(body: Body, key: str, shape: tuple[int, ...], dtype: type, what: str) -> tuple[torch.Tensor, np.ndarray | None]:
-    """body[key] over all R = shape[0] rows of the rollout (zeros at rows it lacks), and the rows it holds
-    (bool [R]; None: every row)."""
+def spread(body: Body, key: str, shape: tuple[int, ...], dtype: type, what: str,
+           device: torch.device) -> tuple[torch.Tensor, np.ndarray | None]:
+    """body[key] over all R = shape[0] rows of the rollout (zeros at rows it lacks), on `device`, and the
+    rows it holds (bool [R]; None: every row)."""
     marked = body.get("rows")
     if marked is None:
-        return received_array(body[key], shape, dtype, what), None
+        return received_array(body[key], shape, dtype, what, device), None
     marked = np.asarray(marked, dtype=bool)
     full = np.zeros(shape, dtype=dtype)
     full[marked] = np.asarray(body[key], dtype=dtype).reshape(int(marked.sum()), *shape[1:])
-    return torch.from_numpy(full), marked
+    return torch.from_numpy(full).to(device), marked
 
 
 class SSLearner(PPOLearner):
@@ -127,13 +128,13 @@ class SSLearner(PPOLearner):
             probs[str(j)] = self._probs(k, str(j), torch.nonzero(sent[j]).squeeze(1) if self.sparse else None)
         dist: Body = {"probs": probs["policy"]}
         if k == 0:
-            dist.update(actions=u.actions.numpy().copy(), behaviour=u.behaviour.numpy().copy())
+            dist.update(actions=u.actions.cpu().numpy().copy(), behaviour=u.behaviour.cpu().numpy().copy())
         suggestions: dict[int, Body] = {j: {"to": j, "probs": probs[str(j)]} for j in picked_by}
         if self.sparse:  # every row some neighbour we met needs; each suggestion at its addressee's rows
-            union = torch.stack([self._neighbour_rows(j) for j in met]).any(dim=0).numpy()
+            union = torch.stack([self._neighbour_rows(j) for j in met]).any(dim=0).cpu().numpy()
             dist = {key: value[union] for key, value in dist.items()} | {"rows": union}
             for j in picked_by:
-                suggestions[j]["rows"] = sent[j].numpy()
+                suggestions[j]["rows"] = sent[j].cpu().numpy()
         return Outgoing(broadcast={Kind.DIST: dist},
                         addressed={j: {Kind.SUGG: body} for j, body in suggestions.items()})
 
@@ -157,7 +158,7 @@ class SSLearner(PPOLearner):
         return p.logits[name]
 
     def _probs(self, k: int, name: str, rows: Rows = None) -> np.ndarray:
-        return torch.softmax(self._logits(k, name, rows)[1].detach(), dim=-1).numpy()
+        return torch.softmax(self._logits(k, name, rows)[1].detach(), dim=-1).cpu().numpy()
 
     def _log_probs(self, k: int, name: str, rows: torch.Tensor) -> torch.Tensor:
         """log pi(.|o_i) at `rows` of the rollout."""
@@ -176,17 +177,18 @@ class SSLearner(PPOLearner):
             dist = received.get(j, {}).get(Kind.DIST)
             sugg = received.get(j, {}).get(Kind.SUGG)
             if dist is not None and "actions" in dist:  # round 0's: a_j and pi_jj_old(a_j|o_j)
-                u.neighbour_actions[j] = (spread(dist, "actions", (R,), np.int64, f"actions from {j}"),
-                                          spread(dist, "behaviour", (R,), np.float32, f"behaviour from {j}"))
+                u.neighbour_actions[j] = (spread(dist, "actions", (R,), np.int64, f"actions from {j}", self.device),
+                                          spread(dist, "behaviour", (R,), np.float32, f"behaviour from {j}",
+                                                 self.device))
             if j not in mine:
                 continue  # not a partner this round, by the protocol: no terms, no gap
             if dist is None or sugg is None or j not in u.neighbour_actions:
                 u.gaps += 1  # communication gap: drop j's terms and xi_N factor this round
                 continue
             rows = torch.nonzero(self._neighbour_rows(j) & (u.valid > 0)).squeeze(1)
-            have = (*u.neighbour_actions[j], spread(dist, "probs", (R, A), np.float32, f"P_jj from {j}"),
-                    spread(sugg, "probs", (R, A), np.float32, f"S_ji from {j}"))
-            if any(marked is not None and not marked[rows.numpy()].all() for _, marked in have):
+            have = (*u.neighbour_actions[j], spread(dist, "probs", (R, A), np.float32, f"P_jj from {j}", self.device),
+                    spread(sugg, "probs", (R, A), np.float32, f"S_ji from {j}", self.device))
+            if any(marked is not None and not marked[rows.cpu().numpy()].all() for _, marked in have):
                 u.gaps += 1  # a message without a row we need counts as missing
                 continue
             a_j, beh_j, P_jj, S_ji = (values[rows] for values, _ in have)

@@ -45,7 +45,7 @@ class VPSLearner(PPOLearner):
         """Every round: our critic's parameters, as the previous critic step left them."""
         if not self._exchanges():
             return Outgoing()
-        return Outgoing(broadcast={Kind.CRITIC_PARAMS: {"params": flat(self.critic).numpy()}})
+        return Outgoing(broadcast={Kind.CRITIC_PARAMS: {"params": flat(self.critic).cpu().numpy()}})
 
     def update_step(self, k: int, received: Received) -> None:
         """Consensus of the critic with the neighbours present, then one Adam step on PPO + critic loss."""

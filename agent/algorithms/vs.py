@@ -49,7 +49,7 @@ class VSLearner(PPOLearner):
         """Round 0: A_i [R] to every neighbour."""
         if not self._exchanges(k):
             return Outgoing()
-        return Outgoing(broadcast={Kind.ADV: {"advantages": self._current().advantages.numpy().copy()}})
+        return Outgoing(broadcast={Kind.ADV: {"advantages": self._current().advantages.cpu().numpy().copy()}})
 
     def update_step(self, k: int, received: Received) -> None:
         """Round 0 averages the advantages received; every round takes a PPO step on that average."""
@@ -57,7 +57,7 @@ class VSLearner(PPOLearner):
         self.count_gaps(k, received)
         if k == 0:
             R = len(u.advantages)
-            others = [(received_array(received[j][Kind.ADV]["advantages"], (R,), np.float32, f"ADV from {j}"),
+            others = [(received_array(received[j][Kind.ADV]["advantages"], (R,), np.float32, f"ADV from {j}", self.device),
                        u.masks[:, m])
                       for m, j in enumerate(self.candidates) if Kind.ADV in received.get(j, {})]
             self.policy_advantages = mean_advantage(u.advantages, others)

@@ -27,6 +27,8 @@ AUDIT_MODES = ("frames", "compressed", "hashes")  # every frame; every frame zli
 # only on the rows where that neighbour is active (the same loss, eq. 16, at a fraction of the work);
 # "shared" one trunk for every j with a linear head per j, on the active rows (the paper's future work)
 SUGGESTERS = ("dense", "sparse", "shared")
+# where each process runs its learner's nets: "auto" = a CUDA GPU if that process sees one, else the CPU
+DEVICES = ("cpu", "auto", "cuda")
 PRESETS = ("default", "paper")
 
 
@@ -97,6 +99,7 @@ class RunConfig:
     round_deadline_s: float = 30.0
     reset_deadline_s: float = 300.0
     audit: str = "frames"
+    device: str = "cpu"  # DEVICES
 
     @property
     def updates(self) -> int:
@@ -141,6 +144,8 @@ class RunConfig:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
         if not 0 <= self.imr_xi < float("inf"):
             raise ValueError(f"imr_xi must be finite and >= 0, got {self.imr_xi}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         if self.suggester not in SUGGESTERS:
             raise ValueError(f"suggester must be one of {list(SUGGESTERS)}, got {self.suggester!r}")
         if self.suggester != "dense" and Kind.SUGG not in REGISTRY[self.algo].sends:

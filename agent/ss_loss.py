@@ -16,10 +16,11 @@ import torch
 
 @dataclass(frozen=True)
 class NeighbourTerms:
-    """What agent i has about one neighbour j in this round, at the n rows of i's rollout where j is i's
-    neighbour and i played (`rows`); at every other row j contributes nothing."""
+    """What agent i has about its neighbours in this round at n distinct rows of its rollout (`rows`), one
+    neighbour j per row: the rows where j is i's neighbour and i played (a term per j; or, grouped, each
+    row's L-th neighbour). A row no term names has no neighbour there: the factor 1, no penalty."""
 
-    rows: torch.Tensor  # [n] int64, increasing: those rows of i's rollout
+    rows: torch.Tensor  # [n] int64, distinct: those rows of i's rollout
     logp_ij: torch.Tensor  # [n, A_j] log pi_ij(.|o_i): i's suggestion for j (grad to theta_ij)
     actions: torch.Tensor  # [n] int64 a_j, received
     behaviour: torch.Tensor  # [n] pi_jj_old(a_j|o_j), received

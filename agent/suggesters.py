@@ -4,10 +4,11 @@ in the three forms `--suggester` names (protocol/run/config.py):
 - `SuggestionNets` ("dense" and "sparse"): a policy net of its own per j, as in the paper. "dense" runs it on
   every row of the rollout; "sparse" only on the rows where j is a neighbour (the learner passes them).
 - `SharedSuggester` ("shared"): one trunk over o_i for every j and a linear head per j, the paper's
-  future-work direction; the trunk runs once per round on every row, each head on j's rows only.
+  future-work direction; a round runs the trunk and all heads once, on every row, as a few tensor ops.
 
-Both answer `logits(features(obs), j, rows)`: pi_ij's logits at `rows` of obs (None: every row); a round
-computes `features` once for all j (the shared trunk's pass; the observations themselves for separate nets).
+A round computes `features(obs)` once for all j (the shared trunk's pass; the observations themselves for
+separate nets); then `SuggestionNets.logits(features, j, rows)` is pi_ij's logits at `rows` (None: every
+row), and `SharedSuggester.heads(features)` every pi_ij's at every row.
 """
 
 from __future__ import annotations
@@ -35,16 +36,20 @@ class SuggestionNets(nn.ModuleDict):
 
 
 class SharedSuggester(nn.Module):
-    """One trunk (the policy net's layers up to its last hidden layer) and a linear head per candidate j."""
+    """One trunk (the policy net's layers up to its last hidden layer) and a linear head per candidate, the
+    heads stacked in one tensor so that a round computes every pi_ij at once: heads(features) [R, M, A]."""
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden: tuple[int, ...],
                  candidates: tuple[int, ...]):
         super().__init__()
         self.trunk = mlp(math.prod(obs_shape), hidden, n_actions)[:-1]  # ends with the last hidden ReLU
-        self.heads = nn.ModuleDict({str(j): nn.Linear(hidden[-1], n_actions) for j in candidates})
+        width, bound = hidden[-1], 1 / math.sqrt(hidden[-1])  # nn.Linear's default initialisation
+        self.weight = nn.Parameter(torch.empty(len(candidates), width, n_actions).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(len(candidates), n_actions).uniform_(-bound, bound))
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         return self.trunk(obs)
 
-    def logits(self, features: torch.Tensor, j: int, rows: torch.Tensor | None) -> torch.Tensor:
-        return self.heads[str(j)](features if rows is None else features[rows])
+    def heads(self, features: torch.Tensor) -> torch.Tensor:
+        """Every candidate's logits at every row: [R, M, A] (candidate m = the m-th of `candidates`)."""
+        return torch.einsum("rh,mha->rma", features, self.weight) + self.bias

@@ -196,3 +196,31 @@ def test_xi_n_drops_masked_and_missing_neighbours():
         pairs = zip(grads(t_off, logits_ii, logits_1), grads(t_gap, logits_ii, logits_1))
         for g_off, g_gap in pairs:
             torch.testing.assert_close(g_off, g_gap, rtol=0, atol=1e-7)
+
+
+def test_terms_grouped_one_neighbour_per_row_are_the_same_loss() -> None:
+    """--suggester sparse/shared hand the loss each row's L-th neighbour per term instead of a term per
+    neighbour: the same products and sums, so the same loss and gradients (to float rounding)."""
+    logits_ii = leaf(R, A, seed=20)
+    logits = [leaf(R, A, seed=21 + m) for m in range(3)]
+    a_i, beh_i = actions(30), probs(31)[torch.arange(R), actions(30)]
+    masks = [torch.tensor(m, dtype=torch.float32) for m in ([1, 1, 0, 1, 0, 1], [0, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 1])]
+
+    def per_neighbour() -> list[NeighbourTerms]:
+        return [neighbour(logits[m], actions(40 + m), probs(50 + m)[torch.arange(R), actions(40 + m)],
+                          probs(60 + m), probs(70 + m), masks[m]) for m in range(3)]
+
+    pairs = {key: torch.cat([getattr(n, key) for n in per_neighbour()])
+             for key in ("rows", "logp_ij", "actions", "behaviour", "probs", "suggestion")}
+    rank = torch.zeros_like(pairs["rows"])
+    seen: dict[int, int] = {}
+    for p, r in enumerate(pairs["rows"].tolist()):
+        rank[p], seen[r] = seen.get(r, 0), seen.get(r, 0) + 1
+    layered = [NeighbourTerms(**{key: value[rank == layer] for key, value in pairs.items()})
+               for layer in range(int(rank.max()) + 1)]
+    assert len(layered) == 3 and len(layered[0].rows) == R - 1  # row 4 has no neighbour
+    a, b = loss(logits_ii, a_i, beh_i, per_neighbour()), loss(logits_ii, a_i, beh_i, layered)
+    assert b.total.item() == pytest.approx(a.total.item(), rel=1e-6)
+    assert (b.suggestion_count, b.penalty) == (a.suggestion_count, pytest.approx(a.penalty, rel=1e-6))
+    for g_a, g_b in zip(grads(a, logits_ii, *logits), grads(b, logits_ii, *logits)):
+        torch.testing.assert_close(g_b, g_a, rtol=1e-5, atol=1e-7)

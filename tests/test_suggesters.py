@@ -111,12 +111,15 @@ def test_no_exchange_with_a_neighbour_never_met_in_the_batch() -> None:
 
 def test_shared_suggester_is_one_trunk_with_a_head_per_neighbour() -> None:
     shared, dense = make(SHARED, ids=(1,))[1], make(CONFIG, ids=(1,))[1]
-    assert set(dict(shared.suggesters.heads.named_children())) == {"0", "2"}
+    width, A = CONFIG.hidden[-1], SPEC.n_actions
+    assert shared.suggesters.weight.shape == (2, width, A) and shared.suggesters.bias.shape == (2, A)
     trunk = sum(p.numel() for p in shared.suggesters.trunk.parameters())
-    head = sum(p.numel() for p in shared.suggesters.heads["0"].parameters())
-    assert sum(p.numel() for p in shared.suggesters.parameters()) == trunk + 2 * head
     per_net = sum(p.numel() for p in dense.suggesters["0"].parameters())
-    assert per_net == trunk + head  # each j's pi_ij has the dense net's shape, its trunk shared
+    assert per_net == trunk + width * A + A  # each j's pi_ij has the dense net's shape, its trunk shared
+    obs = torch.randn(5, 3)
+    heads = shared.suggesters.heads(shared.suggesters.features(obs))
+    by_hand = shared.suggesters.features(obs) @ shared.suggesters.weight[1] + shared.suggesters.bias[1]
+    torch.testing.assert_close(heads[:, 1], by_hand)  # candidate 2 is column 1
     learners = make(SHARED)
     before = {i: l.flat_parameters().copy() for i, l in learners.items()}
     stats = train(learners, 2, np.random.default_rng(15))

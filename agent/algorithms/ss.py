@@ -38,6 +38,7 @@ class RoundPass:
     k: int
     features: torch.Tensor  # the suggesters' features of every row (the shared trunk's pass)
     logits: dict[str, tuple[Rows, torch.Tensor]]  # "policy" or str(j) -> (the rows computed, logits there)
+    heads: torch.Tensor | None = None  # "shared": every candidate's logits at every row [R, M, A]
 
 
 def spread(body: Body, key: str, shape: tuple[int, ...], dtype: type, what: str,
@@ -61,6 +62,7 @@ class SSLearner(PPOLearner):
         super().__init__(agent_id, spec, tuple(candidates) if config.algorithm.peers else (), config)
         self._round: RoundPass | None = None
         self.sparse = config.suggester != "dense"
+        self.shared = config.suggester == "shared"
         self._column = {j: m for m, j in enumerate(self.candidates)}  # j -> its column of the masks
         self._near = torch.zeros(0, len(self.candidates), dtype=torch.bool)
 
@@ -153,9 +155,17 @@ class SSLearner(PPOLearner):
         if name not in p.logits:
             if name == "policy":
                 p.logits[name] = (None, self.policy.body(p.batch.obs))
+            elif self.shared:
+                column = self._heads(p)[:, self._column[int(name)]]
+                p.logits[name] = (rows, column if rows is None else column[rows])
             else:
                 p.logits[name] = (rows, self.suggesters.logits(p.features, int(name), rows))
         return p.logits[name]
+
+    def _heads(self, p: RoundPass) -> torch.Tensor:
+        if p.heads is None:
+            p.heads = self.suggesters.heads(p.features)
+        return p.heads
 
     def _probs(self, k: int, name: str, rows: Rows = None) -> np.ndarray:
         return torch.softmax(self._logits(k, name, rows)[1].detach(), dim=-1).cpu().numpy()
@@ -172,7 +182,7 @@ class SSLearner(PPOLearner):
         """Our partners with data this round; a partner without data is a gap (counted)."""
         R, A = len(u.actions), self.spec.n_actions
         mine = self._partners(k, self.agent_id)
-        terms = []
+        found: list[tuple] = []  # (j, rows, a_j, pi_jj_old(a_j), P_jj, S_ji), each at the rows
         for j in self._met():
             dist = received.get(j, {}).get(Kind.DIST)
             sugg = received.get(j, {}).get(Kind.SUGG)
@@ -191,9 +201,35 @@ class SSLearner(PPOLearner):
             if any(marked is not None and not marked[rows.cpu().numpy()].all() for _, marked in have):
                 u.gaps += 1  # a message without a row we need counts as missing
                 continue
-            a_j, beh_j, P_jj, S_ji = (values[rows] for values, _ in have)
-            terms.append(NeighbourTerms(rows=rows, logp_ij=self._log_probs(k, str(j), rows), actions=a_j,
-                                        behaviour=beh_j, probs=P_jj, suggestion=S_ji))
+            found.append((j, rows, *(values[rows] for values, _ in have)))
+        if not self.sparse:  # one term per neighbour, in candidate order: the paper's formulation, as ever
+            return [NeighbourTerms(rows=rows, logp_ij=self._log_probs(k, str(j), rows), actions=a_j,
+                                   behaviour=beh_j, probs=P_jj, suggestion=S_ji)
+                    for j, rows, a_j, beh_j, P_jj, S_ji in found]
+        return self._layers(k, found)
+
+    def _layers(self, k: int, found: list[tuple]) -> list[NeighbourTerms]:
+        """Every (row, neighbour) pair of `found`, regrouped into terms that each hold at most one neighbour
+        per row: term L holds every row's L-th neighbour. The loss (eq. 16) is the same sum; its loop runs
+        over the most neighbours any row has instead of over every candidate."""
+        if not found:
+            return []
+        rows = torch.cat([f[1] for f in found])
+        if self.shared:  # one gather from every head's logits
+            columns = torch.cat([torch.full_like(f[1], self._column[f[0]]) for f in found])
+            logp = torch.log_softmax(self._heads(self._pass(k)), dim=-1)[rows, columns]
+        else:
+            logp = torch.cat([self._log_probs(k, str(f[0]), f[1]) for f in found])
+        actions, behaviour, probs, suggestion = (torch.cat([f[i] for f in found]) for i in range(2, 6))
+        order = torch.argsort(rows, stable=True)
+        by_row = rows[order]
+        rank = torch.empty_like(order)  # each pair's place among the pairs of its row
+        rank[order] = torch.arange(len(order), device=rows.device) - torch.searchsorted(by_row, by_row)
+        terms = []
+        for layer in range(int(rank.max()) + 1):
+            at = torch.nonzero(rank == layer).squeeze(1)
+            terms.append(NeighbourTerms(rows=rows[at], logp_ij=logp[at], actions=actions[at],
+                                        behaviour=behaviour[at], probs=probs[at], suggestion=suggestion[at]))
         return terms
 
     def update_step(self, k: int, received: Received) -> None:

@@ -51,8 +51,10 @@ class PeerLink:
         self.poller = zmq.Poller()
         self.kinds = kinds  # every kind this algorithm may receive, over the whole run
         self.while_waiting = while_waiting  # e.g. raise if the coordinator stopped the run
+        heartbeat_ms = sockets.peer_heartbeat_ms(len(peers))
         for j, endpoint in sorted(peers.items()):
-            sub = sockets.sub(ctx, curve=client_keys(keys, j))  # CURVE: the key proves the publisher is j
+            # CURVE: the key proves the publisher is j
+            sub = sockets.sub(ctx, curve=client_keys(keys, j), heartbeat_ms=heartbeat_ms)
             for t in self.topics_from(j):
                 sub.setsockopt(zmq.SUBSCRIBE, t)
             sub.connect(endpoint)

@@ -42,9 +42,35 @@ RESTART_BACKOFF_S = 1.0  # the first restart's delay; it doubles with each furth
 MAX_BACKOFF_S = 30.0
 
 
+_picked: set[int] = set()  # the ports free_port has handed out in this process
+
+
+def ephemeral_floor() -> int:
+    """The lowest port the kernel hands to outgoing connections (ip_local_port_range; 32768 if unreadable)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port that is free right now on `host`, below the ephemeral range and not handed out before.
+
+    Below the ephemeral range, because the port is bound later (and again by a restarted process), while
+    outgoing connections keep taking ephemeral ports: at 128 agents a cluster holds ~16,000 connections, and
+    a port picked from the ephemeral range can be taken by one of them before its process binds it (seen)."""
+    floor = ephemeral_floor()
+    candidates = [port for port in secrets.SystemRandom().sample(range(10000, floor), min(200, max(floor - 10000, 0)))
+                  if port not in _picked]
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _picked.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # no room below the range: any free port
         s.bind((host, 0))
         return s.getsockname()[1]
 

@@ -102,9 +102,9 @@ def test_factories_apply_hygiene(ctx: zmq.Context, factory) -> None:
     sock = factory(ctx, max_msg_size=12345, hwm=77)
     assert sock.getsockopt(zmq.LINGER) == sockets.LINGER_MS > 0
     assert sock.getsockopt(zmq.HANDSHAKE_IVL) == 5000
-    assert sock.getsockopt(zmq.HEARTBEAT_IVL) == 1000
-    assert sock.getsockopt(zmq.HEARTBEAT_TIMEOUT) == 5000
-    assert sock.getsockopt(zmq.HEARTBEAT_TTL) == sockets.HEARTBEAT_TTL_MS
+    pings = 0 if factory is sockets.xpub else 1000  # a publisher only answers its subscribers' pings
+    assert sock.getsockopt(zmq.HEARTBEAT_IVL) == pings
+    assert sock.getsockopt(zmq.HEARTBEAT_TIMEOUT) == sock.getsockopt(zmq.HEARTBEAT_TTL) == 5000
     assert sock.getsockopt(zmq.MAXMSGSIZE) == 12345
     assert sock.getsockopt(zmq.SNDHWM) == sock.getsockopt(zmq.RCVHWM) == 77
 
@@ -279,3 +279,13 @@ def test_key_ring_names_and_errors(tmp_path: Path) -> None:
 def test_connecting_curve_socket_needs_the_server_key(ctx: zmq.Context, keys: dict[str, CurveKeys]) -> None:
     with pytest.raises(ValueError, match="server's public key"):
         sockets.dealer(ctx, curve=keys["server"])
+
+
+def test_an_agent_pings_its_neighbours_at_a_bounded_rate(ctx: zmq.Context) -> None:
+    assert sockets.peer_heartbeat_ms(7) == sockets.peer_heartbeat_ms(20) == 1000
+    assert sockets.peer_heartbeat_ms(127) == 6350  # 127 links, 20 pings a second in all
+    sub = sockets.sub(ctx, heartbeat_ms=sockets.peer_heartbeat_ms(127))
+    try:
+        assert sub.getsockopt(zmq.HEARTBEAT_IVL) == 6350 and sub.getsockopt(zmq.HEARTBEAT_TIMEOUT) == 31750
+    finally:
+        sub.close(linger=0)

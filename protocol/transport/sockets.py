@@ -18,9 +18,12 @@ from protocol.transport.keys import ZAP_DOMAIN, CurveKeys
 
 LINGER_MS = 1000
 HANDSHAKE_IVL_MS = 5000
-HEARTBEAT_IVL_MS = 1000
-HEARTBEAT_TIMEOUT_MS = 5000
-HEARTBEAT_TTL_MS = 5000
+HEARTBEAT_IVL_MS = 1000  # ZMTP ping interval; a connection silent for 5 intervals is dropped (and redialled)
+# Between neighbours: each agent pings its N - 1 publishers. At 1 s each (and the publishers pinging back),
+# the N (N - 1) links of a 128-agent cluster carried ~66,000 pings and pongs a second, which took both
+# cores. So each agent sends at most this many pings a second in all: every HEARTBEAT_IVL_MS while it has
+# at most this many neighbours, proportionally less often beyond; publishers only answer.
+PEER_PINGS_PER_S = 20
 DEFAULT_HWM = 10000
 DEFAULT_MAX_MSG_SIZE = DEFAULT_LIMITS.max_frame_bytes
 # Inbound bounds of the servers (a peer sending more is disconnected; at most HWM messages queue per
@@ -58,8 +61,9 @@ def xpub(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int
          curve: CurveKeys | None = None, manual: bool = False, rcv_hwm: int | None = None) -> zmq.Socket:
     """An XPUB that reports every subscription (XPUB_VERBOSE), even repeated ones. With `manual`
     (XPUB_MANUAL) a subscription takes effect only when the application grants it (agent/publisher.py).
-    Its inbound side carries only subscriptions: `max_msg_size` and `rcv_hwm` bound what a peer can queue."""
-    sock = _socket(ctx, zmq.XPUB, max_msg_size, hwm, curve, server=True)
+    Its inbound side carries only subscriptions: `max_msg_size` and `rcv_hwm` bound what a peer can queue.
+    It sends no pings: its subscribers ping it (`sub`), and it answers."""
+    sock = _socket(ctx, zmq.XPUB, max_msg_size, hwm, curve, server=True, heartbeat_ms=0)
     sock.setsockopt(zmq.XPUB_VERBOSE, 1)
     if manual:
         sock.setsockopt(zmq.XPUB_MANUAL, 1)
@@ -69,9 +73,9 @@ def xpub(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int
 
 
 def sub(ctx: zmq.Context, *, max_msg_size: int = DEFAULT_MAX_MSG_SIZE, hwm: int = DEFAULT_HWM,
-        curve: CurveKeys | None = None) -> zmq.Socket:
-    """A SUB socket (subscribe to topics after creating it)."""
-    return _socket(ctx, zmq.SUB, max_msg_size, hwm, curve, server=False)
+        curve: CurveKeys | None = None, heartbeat_ms: int = HEARTBEAT_IVL_MS) -> zmq.Socket:
+    """A SUB socket (subscribe to topics after creating it), pinging its publisher every `heartbeat_ms`."""
+    return _socket(ctx, zmq.SUB, max_msg_size, hwm, curve, server=False, heartbeat_ms=heartbeat_ms)
 
 
 def unpredictable_routing_ids() -> None:
@@ -120,16 +124,25 @@ def bind_random(sock: zmq.Socket, host: str = "127.0.0.1") -> str:
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
+def peer_heartbeat_ms(links: int) -> int:
+    """The ZMTP ping interval of each of an agent's `links` subscriptions: HEARTBEAT_IVL_MS, or longer so
+    that the agent sends at most PEER_PINGS_PER_S pings a second."""
+    return max(HEARTBEAT_IVL_MS, links * 1000 // PEER_PINGS_PER_S)
+
+
 def _socket(ctx: zmq.Context, kind: int, max_msg_size: int, hwm: int, curve: CurveKeys | None,
-            *, server: bool) -> zmq.Socket:
+            *, server: bool, heartbeat_ms: int = HEARTBEAT_IVL_MS) -> zmq.Socket:
+    """A socket with our limits; ZMTP pings every `heartbeat_ms` (0: none sent; a peer's are still answered),
+    the connection given up after 5 intervals without traffic."""
     sock = ctx.socket(kind)
+    timeout_ms = 5 * (heartbeat_ms or HEARTBEAT_IVL_MS)
     try:
         for option, value in (
             (zmq.LINGER, LINGER_MS),
             (zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS),
-            (zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS),
-            (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
-            (zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS),
+            (zmq.HEARTBEAT_IVL, heartbeat_ms),
+            (zmq.HEARTBEAT_TIMEOUT, timeout_ms),
+            (zmq.HEARTBEAT_TTL, timeout_ms),
             (zmq.MAXMSGSIZE, max_msg_size),
             (zmq.SNDHWM, hwm),
             (zmq.RCVHWM, hwm),

@@ -102,10 +102,12 @@ class EnvServer(AgentFacing):
             return None
         if request.kind is Kind.RESET:
             self.link.progress = request.episode
-            resets = self.collect(Kind.RESET, request.episode, 0, cfg.reset_deadline_s, then_s=cfg.step_deadline_s)
+            # under CL, the agents first wait up to reset_deadline_s at the central learner for a straggler's
+            # REWARD: give them that long again before deciding that none of them is coming
+            wait_s = cfg.reset_deadline_s * (2 if cfg.algorithm.central_learner else 1)
+            resets = self.collect(Kind.RESET, request.episode, 0, wait_s, then_s=cfg.step_deadline_s)
             if not resets:
-                raise RuntimeError(f"no agent asked for episode batch {request.episode} within "
-                                   f"{cfg.reset_deadline_s:.0f}s")
+                raise RuntimeError(f"no agent asked for episode batch {request.episode} within {wait_s:.0f}s")
             return {i: msg.body for i, msg in resets.items()}
         steps = self.collect(Kind.STEP, request.episode, request.step, cfg.step_deadline_s)
         return {i: self._actions(i, msg) for i, msg in steps.items()}

@@ -81,7 +81,10 @@ class Publisher:
                                            "(not a subscription)")
 
     def _subscribe(self, wanted: bytes, user_id: str | None) -> None:
-        reason = self.refusal(wanted, user_id)
+        if user_id is None and self.sock.getsockopt(zmq.CURVE_SERVER):
+            reason: str | None = f"subscription to {wanted[:40]!r} with no CURVE identity"
+        else:
+            reason = self.refusal(wanted, user_id)
         if reason is not None:
             self.refused += 1
             self.inbox.drop("unauthorized", f"subscription refused at {self.endpoint}: {reason}")

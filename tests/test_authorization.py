@@ -152,3 +152,26 @@ def test_upstream_junk_is_read_and_dropped_and_oversize_disconnects() -> None:
         assert received({1: neighbour}, 1.0) == {1: [b"dist/0/"]}
     finally:
         ctx.destroy(linger=0)
+
+
+def test_under_curve_a_subscriber_leaving_is_counted_not_fatal(run_keys: Path) -> None:
+    """A subscriber that disconnects makes libzmq hand the XPUB an unsubscription of its own, with no
+    metadata (no User-Id): it is counted, and the publisher goes on (it once raised EINVAL and ended a run)."""
+    ctx = zmq.Context()
+    ring = KeyRing(run_keys, 0)
+    auth = ring.authenticator(ctx)
+    try:
+        pub = sockets.xpub(ctx, curve=server_keys(ring), manual=True)
+        endpoint = sockets.bind(pub, "tcp://127.0.0.1:0")
+        link = publisher(pub, (1,))
+        neighbour = spy(ctx, run_keys, 1, endpoint, [topic(Kind.DIST, 0), topic(Kind.SUGG, 0, 1)])
+        link.wait_subscribed(30)
+        assert link.granted[topic(Kind.DIST, 0)] == 1
+        neighbour.close(linger=0)
+        deadline = time.monotonic() + 30
+        while link.granted[topic(Kind.DIST, 0)] and time.monotonic() < deadline:
+            link.serve(200)
+        assert link.granted[topic(Kind.DIST, 0)] == 0 and link.refused == 0
+    finally:
+        auth.stop()
+        ctx.destroy(linger=0)

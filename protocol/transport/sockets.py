@@ -104,9 +104,16 @@ def routing_label(routing_id: bytes) -> str:
 
 def recv_authenticated(sock: zmq.Socket) -> tuple[list[bytes], str | None]:
     """One multipart message and, on a CURVE server socket, the User-Id its sender's key was given by
-    the ZAP handler (KeyRing.authenticator); None on plain sockets."""
+    the ZAP handler (KeyRing.authenticator); None on plain sockets, and for a message libzmq made itself,
+    which has no metadata: an XPUB's unsubscription when a subscriber leaves (callers refuse what needs
+    an identity and has none)."""
     parts = sock.recv_multipart(copy=False)
-    user_id = parts[-1].get("User-Id") if sock.getsockopt(zmq.CURVE_SERVER) else None
+    user_id = None
+    if sock.getsockopt(zmq.CURVE_SERVER):
+        try:
+            user_id = parts[-1].get("User-Id")
+        except zmq.ZMQError:  # EINVAL: no such property
+            user_id = None
     return [part.bytes for part in parts], user_id
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,20 @@ def run_keys(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@contextmanager
+def curve_publisher(keys: Path, neighbours: tuple[int, ...], kinds: RoundKinds) -> Iterator[tuple]:
+    """Agent 0's CURVE publisher on loopback: (context, XPUB, endpoint, Publisher); torn down after."""
+    ctx = zmq.Context()
+    auth = KeyRing(keys, 0).authenticator(ctx)
+    try:
+        pub = sockets.xpub(ctx, curve=server_keys(KeyRing(keys, 0)), manual=True)
+        endpoint = sockets.bind(pub, "tcp://127.0.0.1:0")
+        yield ctx, pub, endpoint, publisher(pub, neighbours, kinds)
+    finally:
+        auth.stop()
+        ctx.destroy(linger=0)
+
+
 def spy(ctx: zmq.Context, keys: Path | None, who: int, endpoint: str, topics: list[bytes]) -> zmq.Socket:
     """A SUB with `who`'s key (None: plaintext) asking agent 0 for `topics`."""
     sock = sockets.sub(ctx, curve=client_keys(KeyRing(keys, who), 0) if keys else None)
@@ -83,13 +99,7 @@ def received(socks: dict, within_s: float) -> dict:
                                    RoundKinds(broadcast=frozenset({Kind.DIST, Kind.POLICY_PARAMS}))],
                          ids=["ss", "vs", "vps", "ps"])
 def test_under_curve_only_the_entitled_keys_receive(run_keys: Path, kinds: RoundKinds) -> None:
-    ctx = zmq.Context()
-    ring = KeyRing(run_keys, 0)
-    auth = ring.authenticator(ctx)
-    try:
-        pub = sockets.xpub(ctx, curve=server_keys(ring), manual=True)
-        endpoint = sockets.bind(pub, "tcp://127.0.0.1:0")
-        link = publisher(pub, (1, 3), kinds)
+    with curve_publisher(run_keys, (1, 3), kinds) as (ctx, pub, endpoint, link):
         everything = [b"", *(topic(k, 0) for k in kinds.broadcast),
                       *(topic(k, 0, j) for k in kinds.addressed for j in range(4))]
         spies = {who: spy(ctx, run_keys, who, endpoint, everything)
@@ -105,9 +115,6 @@ def test_under_curve_only_the_entitled_keys_receive(run_keys: Path, kinds: Round
                     for j in (1, 3)}
         assert received(spies, 1.0) == {who: expected.get(who, []) for who in spies}
         assert link.refused >= 4  # at least the three strangers' requests and the neighbours' b""
-    finally:
-        auth.stop()
-        ctx.destroy(linger=0)
 
 
 def test_plaintext_refuses_prefixes_and_other_topics() -> None:
@@ -157,13 +164,7 @@ def test_upstream_junk_is_read_and_dropped_and_oversize_disconnects() -> None:
 def test_under_curve_a_subscriber_leaving_is_counted_not_fatal(run_keys: Path) -> None:
     """A subscriber that disconnects makes libzmq hand the XPUB an unsubscription of its own, with no
     metadata (no User-Id): it is counted, and the publisher goes on (it once raised EINVAL and ended a run)."""
-    ctx = zmq.Context()
-    ring = KeyRing(run_keys, 0)
-    auth = ring.authenticator(ctx)
-    try:
-        pub = sockets.xpub(ctx, curve=server_keys(ring), manual=True)
-        endpoint = sockets.bind(pub, "tcp://127.0.0.1:0")
-        link = publisher(pub, (1,))
+    with curve_publisher(run_keys, (1,), SS) as (ctx, _, endpoint, link):
         neighbour = spy(ctx, run_keys, 1, endpoint, [topic(Kind.DIST, 0), topic(Kind.SUGG, 0, 1)])
         link.wait_subscribed(30)
         assert link.granted[topic(Kind.DIST, 0)] == 1
@@ -172,6 +173,3 @@ def test_under_curve_a_subscriber_leaving_is_counted_not_fatal(run_keys: Path) -
         while link.granted[topic(Kind.DIST, 0)] and time.monotonic() < deadline:
             link.serve(200)
         assert link.granted[topic(Kind.DIST, 0)] == 0 and link.refused == 0
-    finally:
-        auth.stop()
-        ctx.destroy(linger=0)

@@ -7,18 +7,22 @@ Per world, both runs are `ss-sim` Simulations built from the same resolved confi
 measured in one process and interleaved update by update (the order alternates) so machine drift hits
 both alike. An update = rollout of one episode batch (all agents act for T steps) + training (K
 exchange rounds, each followed by one Adam pass of every learner); "train" is the training part alone.
-Predation's lines are unprefixed; the gridworlds' are prefixed with their name.
+Predation's lines are unprefixed; the gridworlds' are prefixed with their name. SS is then also run as a
+cluster (one process per agent, timed as scale_bench.py does), and both runtimes' seconds per update are
+turned into hours per million env steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from _timing import explain, median, result, time_update
+from scale_bench import cluster_run
 from coordinator.sim import Simulation
 from protocol.run.config import resolve
 
@@ -59,6 +63,14 @@ def bench_world(env: str, agents: int, batch: int, updates: int, prefix: str) ->
            "ss / ippo, rollout + train")
     result(f"{prefix}train_ratio_ss_over_ippo", median(times["ss"][1]) / median(times["ippo"][1]), "x",
            "ss / ippo, training only")
+    with tempfile.TemporaryDirectory() as tmp:  # at least two timed updates after the warm-up
+        cluster_s = cluster_run(replace(config, episodes=(max(updates, 2) + 1) * batch), Path(tmp) / "cluster")[0]
+    updates_per_m_steps = 1e6 / (batch * sims["ss"].spec.horizon)
+    result(f"{prefix}ss_cluster_update_s", cluster_s, "s", "ss under ss-cluster (one process per agent), "
+           "from the env server's audit log")
+    result(f"{prefix}ss_sim_hours_per_m_steps", median(times["ss"][0]) * updates_per_m_steps / 3600, "h",
+           "ss-sim: hours per million env steps (one step of one parallel world)")
+    result(f"{prefix}ss_cluster_hours_per_m_steps", cluster_s * updates_per_m_steps / 3600, "h", "ss-cluster: the same")
 
 
 def main() -> None:

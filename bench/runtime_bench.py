@@ -27,11 +27,13 @@ import torch
 import zmq
 
 from _timing import explain, median, predation, result, time_update
+from agent.ppo import PPOLearner
 from coordinator.launcher import free_port, run_cluster
 from coordinator.sim import Simulation
 from protocol.audit.log import AuditLog, Record, iter_records
 from protocol.wire.codec import decode, encode
 from protocol.run.config import RunConfig
+from protocol.wire.spec import WorldSpec
 from protocol.wire.messages import ENVSERVER_ID, Kind, Message
 from protocol.run.rundir import RunDir
 from protocol.transport.service import PRIVATE_TO_ADDRESSEE
@@ -244,6 +246,24 @@ def sim_updates(sim: Simulation, count: int) -> list[tuple[float, float]]:
     return [time_update(sim) for _ in range(count)]
 
 
+def act_cpu_s(learner: PPOLearner, spec: WorldSpec, pause_s: float, count: int = 300) -> float:
+    """Median CPU seconds (this thread's) of one act() + record() on zero observations, called back to back
+    (pause_s = 0) or each after sleeping `pause_s`, as an agent process sleeps between lockstep steps."""
+    obs = np.zeros((spec.batch, *spec.obs_shape), dtype=spec.obs_dtype)
+    mask = np.zeros((spec.batch, len(learner.candidates)), dtype=bool)
+    outcome = (np.zeros(spec.batch, np.float32), np.zeros(spec.batch, bool), np.zeros(spec.batch, bool), obs)
+    times = []
+    for _ in range(count):
+        if pause_s:
+            time.sleep(pause_s)
+        start = time.thread_time()
+        learner.act(obs, mask)
+        learner.record(*outcome)
+        times.append(time.thread_time() - start)
+    learner.buffer.clear()
+    return median(times)
+
+
 def cluster_run(config: RunConfig, out: Path) -> float:
     """Run a whole cluster into `out`; returns its launch time (time.time()). Raises if it failed."""
     launched = time.time()
@@ -273,6 +293,8 @@ def main() -> None:
         sim_times = sim_updates(sim, timed // 2)
         launched = cluster_run(config, Path(tmp) / "cluster")
         sim_times += sim_updates(sim, timed - timed // 2)
+        act_hot = act_cpu_s(sim.learners[0], sim.spec, 0.0)
+        act_woken = act_cpu_s(sim.learners[0], sim.spec, 0.001)
         sim.close()
         rd = RunDir(Path(tmp) / "cluster")
         batches = obs_batches(rd.process_audit("envserver"))
@@ -308,7 +330,12 @@ def main() -> None:
     explain("  no codec, no audit, no learner; same span (server's last reply of t -> first reply of t+1)")
     result("raw_lockstep_step_ms", median(raw_steps) * 1e3, "ms", f"median of {len(raw_steps)} steps")
     result("lockstep_over_raw_lockstep", median(lockstep) / median(raw_steps), "x",
-           "our overhead on top of the process count and message pattern")
+           "our overhead on top of the process count and message pattern; target <= 1.5")
+    explain("an agent sleeps between lockstep steps; the same act() costs more CPU right after a sleep (the core ran")
+    explain("  other processes meanwhile: cold caches and branch predictors), which ss-sim's back-to-back acts avoid")
+    result("act_cpu_back_to_back_ms", act_hot * 1e3, "ms", "act() + record() of agent 0, called back to back")
+    result("act_cpu_after_sleep_ms", act_woken * 1e3, "ms", "the same, each call after a 1 ms sleep")
+    result("act_wake_penalty", act_woken / act_hot, "x", "CPU after a sleep / back to back")
     explain("codec + audit per step, from microbenchmarks on a real STEP and OBS of the run: per agent,")
     explain("  encode + audit-append of a STEP and decode of an OBS; at the env server, decode of every STEP and")
     explain("  encode + audit-append of every OBS (serial in one process, so on the critical path)")

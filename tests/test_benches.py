@@ -26,11 +26,14 @@ parse_results = _timing.parse_results
 EXPECTED = {
     "learner_bench.py": {f"{world}{name}" for world in ("", "cleanup_", "harvest_")
                          for name in ("ss_update_s", "ippo_update_s", "ss_train_s", "ippo_train_s",
-                                      "update_ratio_ss_over_ippo", "train_ratio_ss_over_ippo")},
+                                      "update_ratio_ss_over_ippo", "train_ratio_ss_over_ippo",
+                                      "ss_cluster_update_s", "ss_sim_hours_per_m_steps",
+                                      "ss_cluster_hours_per_m_steps")},
     "runtime_bench.py": {"sim_update_s", "cluster_update_s", "cluster_over_sim", "cluster_startup_s",
                          "lockstep_step_ms", "raw_round_trip_ms", "lockstep_over_raw", "sim_step_ms",
                          "raw_lockstep_step_ms", "lockstep_over_raw_lockstep", "codec_audit_envserver_ms",
-                         "codec_audit_all_ms", "codec_audit_share"},
+                         "codec_audit_all_ms", "codec_audit_share", "act_cpu_back_to_back_ms",
+                         "act_cpu_after_sleep_ms", "act_wake_penalty"},
     "authz_bench.py": {"accept_us", "accept_with_receipt_us", "receipt_over_plain", "grant_manual_us",
                        "grant_automatic_us", "grant_over_automatic", "verify_s", "cross_check_s",
                        "cross_check_over_verify"},

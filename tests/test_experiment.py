@@ -39,7 +39,8 @@ def write_grid(tmp_path: Path, runner: str = "sim", algos: str = '["ss", {name =
 def test_cells_resolve_with_precedence(tmp_path):
     grid = load_grid(write_grid(tmp_path))
     got = {c.name: c for c in cells(grid)}
-    assert list(got) == ["predation/ss/seed0", "predation/ss/seed1", "predation/rho0/seed0", "predation/rho0/seed1"]
+    # seed-major: a grid stopped part-way has every algorithm on its first seeds
+    assert list(got) == ["predation/ss/seed0", "predation/rho0/seed0", "predation/ss/seed1", "predation/rho0/seed1"]
     rho0 = got["predation/rho0/seed1"]
     assert (rho0.config.rho, rho0.config.agents, rho0.config.hidden, rho0.config.seed) == (0.0, 2, (16,), 1)
     assert got["predation/ss/seed0"].config.rho == 10.0  # the env default, untouched by rho0
@@ -84,7 +85,7 @@ def test_cli_rejects_bad_grid_file(tmp_path):
 def test_grid_runs_skips_and_resumes(tmp_path):
     grid = load_grid(write_grid(tmp_path))
     todo = cells(grid)
-    partial = todo[2]  # rho0/seed0: killed after its first update (its checkpoint says update 1)
+    partial = todo[1]  # rho0/seed0: killed after its first update (its checkpoint says update 1)
     Simulation(dataclasses.replace(partial.config, episodes=4), partial.out).run(progress=False)
     first_row = read_rows(partial.out / "metrics.csv")[0]
 
@@ -96,8 +97,8 @@ def test_grid_runs_skips_and_resumes(tmp_path):
 
     results = read_rows(grid.out / "results.csv")
     assert [(r["env"], r["algo"], r["seed"], r["episodes"]) for r in results] == [
-        ("predation", "ss", "0", "8"), ("predation", "ss", "1", "8"),
-        ("predation", "rho0", "0", "8"), ("predation", "rho0", "1", "8")]
+        ("predation", "ss", "0", "8"), ("predation", "rho0", "0", "8"),
+        ("predation", "ss", "1", "8"), ("predation", "rho0", "1", "8")]
     for row, cell in zip(results, todo):
         last = read_rows(cell.out / "metrics.csv")[-1]  # 2 rows: the last 10% is the last row
         assert float(row["normalized_return"]) == float(last["normalized_return"])
@@ -174,3 +175,18 @@ def test_results_table_by_hand(tmp_path):
         "| env | ss | ippo |", "|---|---|---|",
         "| predation | -2.00 ± 1.00 (n=2) | -2.50 ± 0.00 (n=1) |",
         "| navigation |  | -1.25 ± 0.00 (n=1) |"]
+
+
+def test_results_table_adds_equality_where_an_env_reports_it(tmp_path):
+    from coordinator.research.experiment import results_table
+
+    path = tmp_path / "results.csv"
+    path.write_text("env,algo,seed,episodes,normalized_return,cc_rate,equality\n"
+                    "predation,ss,0,8,-1.5,0.5,\ncleanup,ss,0,8,0.05,,0.5\ncleanup,ss,1,8,0.07,,0.7\n"
+                    "cleanup,ippo,0,8,0.0,,1.0\n")
+    returns, equality = results_table(path).split("\n\n", 1)
+    assert returns.splitlines()[2:] == ["| predation | -1.50 ± 0.00 (n=1) |  |",
+                                        "| cleanup | 0.060 ± 0.010 (n=2) | 0.000 ± 0.000 (n=1) |"]
+    assert equality.splitlines()[0].startswith("Equality")
+    assert equality.splitlines()[2:] == ["| env | ss | ippo |", "|---|---|---|",
+                                         "| cleanup | 0.60 ± 0.10 (n=2) | 1.00 ± 0.00 (n=1) |"]

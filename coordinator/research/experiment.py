@@ -41,7 +41,7 @@ from protocol.run.rundir import RunDir
 
 RUNNERS = ("sim", "cluster")
 GRID_KEYS = {"out", "runner", "algos", "envs", "seeds", "common", "env"}
-RESULT_COLUMNS = ("env", "algo", "seed", "episodes", "normalized_return", "cc_rate")
+RESULT_COLUMNS = ("env", "algo", "seed", "episodes", "normalized_return", "cc_rate", "equality")
 
 
 @dataclass(frozen=True)
@@ -135,11 +135,12 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def cells(grid: Grid) -> list[Cell]:
-    """Every cell of the grid with its resolved, validated config (env-major, then algo, then seed)."""
+    """Every cell of the grid with its resolved, validated config, seed-major (then env, then algo): a grid
+    stopped part-way has every algorithm on every env for its first seeds."""
     out = []
-    for env in grid.envs:
-        for algo in grid.algos:
-            for seed in grid.seeds:
+    for seed in grid.seeds:
+        for env in grid.envs:
+            for algo in grid.algos:
                 values = {**grid.common, **grid.env_overrides.get(env, {}), **algo.overrides,
                           "env": env, "seed": seed}
                 try:
@@ -177,7 +178,8 @@ def result_row(cell: Cell) -> dict[str, object]:
     """The cell's results.csv row: final metrics (mean of the last 10% of rows)."""
     final = final_metrics(cell.out)
     return {"env": cell.env, "algo": cell.label, "seed": cell.seed, "episodes": int(final["episodes"]),
-            "normalized_return": final["normalized_return"], "cc_rate": final.get("cc_rate", "")}
+            "normalized_return": final["normalized_return"], "cc_rate": final.get("cc_rate", ""),
+            "equality": final.get("equality", "")}
 
 
 def write_results(grid: Grid, all_cells: list[Cell]) -> Path:
@@ -194,20 +196,32 @@ def write_results(grid: Grid, all_cells: list[Cell]) -> Path:
 
 
 def results_table(results: Path) -> str:
-    """results.csv as a Markdown table: one row per env, one column per algo (in the file's order), each cell
-    the mean +- std over seeds of the final normalised return, and the number of seeds."""
+    """results.csv as Markdown: one row per env, one column per algo (in the file's order), each cell the mean
+    +- std over seeds of the final normalised return (collective return / (agents x T), the paper's scale)
+    and the number of seeds (2 decimals, 3 in an env row whose values are all below 1); then the same table of the final equality, for the envs that report it."""
     rows = read_rows(results)
+    tables = [_table(rows, "normalized_return")]
+    if any(row.get("equality") for row in rows):
+        tables.append("Equality (1 - Gini of the agents' returns):\n\n" + _table(rows, "equality"))
+    return "\n\n".join(tables)
+
+
+def _table(rows: list[dict[str, str]], column: str) -> str:
+    """One Markdown table of `column`: envs x algos, mean +- std (n) over seeds; envs without it left out."""
     finals: dict[tuple[str, str], list[float]] = {}
     for row in rows:
-        finals.setdefault((row["env"], row["algo"]), []).append(float(row["normalized_return"]))
+        if row.get(column):
+            finals.setdefault((row["env"], row["algo"]), []).append(float(row[column]))
     envs = list(dict.fromkeys(env for env, _ in finals))
-    algos = list(dict.fromkeys(algo for _, algo in finals))
+    algos = list(dict.fromkeys(row["algo"] for row in rows))
     lines = ["| env | " + " | ".join(algos) + " |", "|---" * (len(algos) + 1) + "|"]
     for env in envs:
+        digits = 2 if max(abs(v) for (e, _), vs in finals.items() if e == env for v in vs) >= 1 else 3
         cells = []
         for algo in algos:
             values = np.array(finals.get((env, algo), []))
-            cells.append(f"{values.mean():.2f} ± {values.std():.2f} (n={len(values)})" if len(values) else "")
+            cells.append(f"{values.mean():.{digits}f} ± {values.std():.{digits}f} (n={len(values)})"
+                         if len(values) else "")
         lines.append(f"| {env} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -9,12 +9,14 @@ import re
 import subprocess
 from pathlib import Path
 
+import msgpack
 import pytest
 import zmq
 
 from coordinator.launcher import free_port
 from coordinator.server import Coordinator
 from protocol.transport import sockets
+from protocol.audit.log import iter_records
 from protocol.audit.outbox import Outbox
 from protocol.run.config import RunConfig
 from protocol.transport.keys import KeyRing, client_keys, generate_keypair, load_keys
@@ -191,11 +193,16 @@ def test_the_data_path_of_a_curve_cluster_is_encrypted(tmp_path: Path) -> None:
             assert proc.wait(timeout=300) == 0
         for tap in taps.values():
             tap.close()
+    # needles of 5+ bytes: a 3-byte one like b"OBS" turns up in a megabyte of ciphertext by chance (2^-24 a byte)
+    needles = [b"ssmarl", b"dist/", b"sugg/", b"probs", b"actions", b"episode", b"reward",
+               *(msgpack.packb("kind") + msgpack.packb(kind) for kind in ("DIST", "SUGG", "STEP", "OBS"))]
+    plaintext = b"".join(frame for i in range(3) for record in iter_records(RunDir(out).audit(i))
+                         for frame in getattr(record, "frames", ()))
+    assert all(needle in plaintext for needle in needles)  # each is on the wire unless it is encrypted
     for name, tap in taps.items():
         talked = [c for c in tap.connections if len(c.to_server) >= 64]  # past the greeting (a connection
         assert len(talked) >= (3 if name == "envserver" else 1), name  # may close before it: a retry)
         for conn in talked:
             assert conn.to_server[12:32].rstrip(b"\0") == b"CURVE", name
-            for word in (b"ssmarl", b"dist/", b"sugg/", b"probs", b"actions", b"episode", b"reward", b"DIST",
-                         b"SUGG", b"STEP", b"OBS"):
-                assert word not in conn.to_server and word not in conn.to_client, (name, word)
+            for needle in needles:
+                assert needle not in conn.to_server and needle not in conn.to_client, (name, needle)

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import msgpack
+import numpy as np
 import pytest
 import zmq
 
@@ -20,7 +21,8 @@ from protocol.audit.log import iter_records
 from protocol.audit.outbox import Outbox
 from protocol.run.config import RunConfig
 from protocol.transport.keys import KeyRing, client_keys, generate_keypair, load_keys
-from protocol.wire.messages import COORDINATOR_ID, ENVSERVER_ID, Kind
+from protocol.wire.codec import encode
+from protocol.wire.messages import COORDINATOR_ID, ENVSERVER_ID, Kind, Message
 from protocol.run.rundir import RunDir
 from tests.procs import Processes, script, wait_until
 from tests.wiretap import WireTap
@@ -196,9 +198,14 @@ def test_the_data_path_of_a_curve_cluster_is_encrypted(tmp_path: Path) -> None:
     # needles of 5+ bytes: a 3-byte one like b"OBS" turns up in a megabyte of ciphertext by chance (2^-24 a byte)
     needles = [b"ssmarl", b"dist/", b"sugg/", b"probs", b"actions", b"episode", b"reward",
                *(msgpack.packb("kind") + msgpack.packb(kind) for kind in ("DIST", "SUGG", "STEP", "OBS"))]
-    plaintext = b"".join(frame for i in range(3) for record in iter_records(RunDir(out).audit(i))
-                         for frame in getattr(record, "frames", ()))
-    assert all(needle in plaintext for needle in needles)  # each is on the wire unless it is encrypted
+    rd = RunDir(out)
+    plaintext = b"".join(frame for log in (rd.process_audit("envserver"), *(rd.audit(i) for i in range(3)))
+                         for record in iter_records(log) for frame in getattr(record, "frames", None) or ())
+    plaintext += encode(Message(Kind.OBS, "run", ENVSERVER_ID, 0, step=1, body={  # OBS are audited as hashes
+        "episode": 0, "to": 0, "obs": np.zeros((2, 3), np.float32), "reward": np.zeros(2, np.float32),
+        "terminated": np.zeros(2, bool), "truncated": np.zeros(2, bool), "mask": np.zeros((2, 1), bool),
+        "default_used": False}))
+    assert [needle for needle in needles if needle not in plaintext] == []  # on the wire unless encrypted
     for name, tap in taps.items():
         talked = [c for c in tap.connections if len(c.to_server) >= 64]  # past the greeting (a connection
         assert len(talked) >= (3 if name == "envserver" else 1), name  # may close before it: a retry)

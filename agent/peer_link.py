@@ -141,5 +141,7 @@ class PeerLink:
         return None
 
     def close(self) -> None:
+        """linger 0: a SUB socket only ever sends (un)subscriptions, and those queued for a neighbour that has
+        already gone would otherwise hold the context's term() for the full LINGER (1 s) at every run's end."""
         for sub in self.subs:
-            sub.close()
+            sub.close(linger=0)

@@ -1,12 +1,13 @@
 """Scale: for each N, predation with N agents (batch 16, shipped defaults) under `ss-cluster` and `ss-sim`:
-seconds per update and their ratio, the cluster's start-up time, and the proportional set size (PSS, from
+seconds per update and their ratio, the cluster's start-up and stop times, and the proportional set size (PSS, from
 /proc/PID/smaps_rollup) of each agent process and of the whole cluster, measured in one run per N.
 
     python bench/scale_bench.py [--agents 8,16,32,64,128] [--updates 6] [--suggester dense|sparse|shared] [--quick]
 
 Seconds per update: the cluster's from its env server's audit log (as runtime_bench.py), the simulation's
 timed in-process; the first update of each is a warm-up. Start-up: from launch to the env server's first
-OBS. PSS is read once every process has run an update (the agents' nets, optimisers and buffers exist).
+OBS; stop: from the first agent that reports it finished to ss-cluster's exit. PSS is
+read once every process has run an update (the agents' nets, optimisers and buffers exist).
 Audit: the bytes of every audit log the cluster wrote, per million env steps (one step of one world copy).
 """
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -72,8 +74,18 @@ def audit_bytes(out: Path) -> int:
     return sum(p.stat().st_size for p in (*out.glob("agents/*/audit.log"), *out.glob("logs/*.audit.log")))
 
 
-def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int], list[int]]:
-    """(seconds per update, start-up seconds, PSS KiB of each agent process, PSS KiB of the others)."""
+def first_finished(coordinator_log: Path) -> float | None:
+    """time.time() of the coordinator's first "agent <id> stopped: finished" line (its log's local time): the
+    first agent done with its last update (the env server finishes earlier, before that update's training)."""
+    for line in coordinator_log.read_text().splitlines():
+        if " INFO agent " in line and line.endswith(" stopped: finished"):
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return None
+
+
+def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int], list[int], float]:
+    """(seconds per update, start-up seconds, PSS KiB of each agent process, PSS KiB of the others, stop
+    seconds: from the first agent reporting it finished to ss-cluster's exit, every process reaped)."""
     cmd = [str(Path(sys.executable).parent / "ss-cluster"), "--env", config.env, "--agents", str(config.agents),
            "--batch", str(config.batch), "--episodes", str(config.episodes), "--suggester", config.suggester,
            "--no-progress", "--out", str(out)]
@@ -96,12 +108,15 @@ def cluster_run(config: RunConfig, out: Path) -> tuple[float, float, list[int], 
                 agents = [read[p["pid"]] for p in listed if p["role"] == "agent"]
                 others = [kib for pid, kib in read.items() if pid not in {p["pid"] for p in listed
                                                                           if p["role"] == "agent"}]
-        time.sleep(0.1)
+        time.sleep(0.05)
+    ended = time.time()
     if proc.returncode != 0:
         raise SystemExit(f"ss-cluster failed: {errors.read_text()[-2000:]}")
     started = first_obs_time(rd.process_audit("envserver"))
     per_update = median(update_intervals(obs_batches(rd.process_audit("envserver")))[1:])
-    return per_update, (started - launched) if started else float("nan"), agents, others
+    finished = first_finished(rd.logs / "coordinator.log")
+    return (per_update, (started - launched) if started else float("nan"), agents, others,
+            (ended - finished) if finished else float("nan"))
 
 
 def main() -> None:
@@ -120,13 +135,14 @@ def main() -> None:
     for n in (int(x) for x in args.agents.split(",")):
         config = predation(n, args.batch, args.updates, suggester=args.suggester)
         with tempfile.TemporaryDirectory() as tmp:
-            cluster_s, startup_s, agents, others = cluster_run(config, Path(tmp) / "cluster")
+            cluster_s, startup_s, agents, others, stop_s = cluster_run(config, Path(tmp) / "cluster")
             audit = audit_bytes(Path(tmp) / "cluster")
             sim_s = sim_update_s(config, Path(tmp) / "sim", args.updates)
         result(f"n{n}_cluster_update_s", cluster_s, "s")
         result(f"n{n}_sim_update_s", sim_s, "s")
         result(f"n{n}_cluster_over_sim", cluster_s / sim_s, "x")
         result(f"n{n}_startup_s", startup_s, "s", f"{startup_s / n:.3f} s per agent")
+        result(f"n{n}_stop_s", stop_s, "s", "first agent finished -> every process reaped")
         result(f"n{n}_pss_per_agent_mib", median(agents) / 1024, "MiB", "median over the agent processes")
         result(f"n{n}_pss_total_gib", (sum(agents) + sum(others)) / 2**20, "GiB", "every process of the cluster")
         env_steps = config.episodes * HORIZON

@@ -36,7 +36,8 @@ PRELOAD = ("torch", "numpy", "zmq", "msgpack", "click", "agent.process", "agent.
 
 
 def serve() -> None:
-    """Preload, then fork a child per request until stdin closes; report every child's exit."""
+    """Preload, then fork a child per request until stdin closes; report every child's exit as it happens
+    (SIGCHLD wakes the loop through a pipe)."""
     import importlib
 
     import torch
@@ -45,20 +46,28 @@ def serve() -> None:
     for module in PRELOAD:
         importlib.import_module(module)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler, so the wakeup fd gets a byte
     gc.freeze()  # what is loaded now stays put: the collector never writes to (and so copies) those pages
     out = sys.stdout
     requests = sys.stdin
     while True:
-        ready, _, _ = select.select([requests], [], [], 0.2)
-        if ready:
+        ready, _, _ = select.select([requests, wake_r], [], [], 1.0)
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        if requests in ready:
             line = requests.readline()
             if not line:
                 break
-            pid = fork_child(json.loads(line))
+            pid = fork_child(json.loads(line), (wake_r, wake_w))
             report(out, {"pid": pid})
         reap(out)
     while reap(out, block=True):
         pass
+    out.flush()
+    os._exit(0)  # nothing left to clean up: skip tearing down the preloaded torch
 
 
 def report(out: IO[str], message: dict[str, Any]) -> None:
@@ -80,8 +89,9 @@ def reap(out: IO[str], block: bool = False) -> bool:
             return True
 
 
-def fork_child(request: dict[str, Any]) -> int:
-    """Fork one child that runs `python -m MODULE ARGS` as a fresh interpreter would."""
+def fork_child(request: dict[str, Any], wake_fds: tuple[int, int]) -> int:
+    """Fork one child that runs `python -m MODULE ARGS` as a fresh interpreter would (without the zygote's
+    SIGCHLD wakeup pipe `wake_fds`)."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -100,6 +110,9 @@ def fork_child(request: dict[str, Any]) -> int:
         os.close(null)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        for fd in wake_fds:
+            os.close(fd)
         os.environ.clear()
         os.environ.update(request["env"])
         cmd = request["cmd"]
@@ -160,6 +173,16 @@ class Zygote:
             if len(self.pids) <= asked:
                 raise RuntimeError(f"the fork server exited (code {self.proc.poll()})")
             return ZygoteProcess(self, self.pids[asked])
+
+    def exits(self) -> int:
+        """How many children have exited so far."""
+        with self.lock:
+            return len(self.codes)
+
+    def wait_exit(self, seen: int, timeout: float) -> None:
+        """Until more than `seen` children have exited, or `timeout` seconds."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.codes) > seen, timeout)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -40,7 +40,7 @@ EXPECTED = {
     "backend_bench.py": {"local_update_s", "ray_update_s", "ray_over_local", "namespaces_update_s",
                           "namespaces_over_local"},
     "scale_bench.py": {f"n{n}_{name}" for n in (2, 3) for name in ("cluster_update_s", "sim_update_s",
-                                                                   "cluster_over_sim", "startup_s",
+                                                                   "cluster_over_sim", "startup_s", "stop_s",
                                                                    "pss_per_agent_mib", "pss_total_gib",
                                                                    "audit_gib_per_m_steps")},
     "audit_bench.py": {f"{mode}_{what}" for mode in ("frames", "compressed", "hashes")

@@ -54,6 +54,7 @@ def test_every_figure_is_written_or_skipped_with_a_reason(grid_root, tmp_path):
         assert [p.suffix for p in results[name]] == [".png", ".pdf"], (name, results[name])
         assert all(p.stat().st_size > 1000 for p in results[name])
     assert "partners or comm_every" in results["8"]  # no run differs in them
+    assert "equality column" in results["equality"]  # neither world reports equality
 
     study = plot_all([grid_root / "study"], tmp_path / "study", only=("8", "3"))
     assert set(study) == {"3", "8"} and study["8"][0].name == "fig8_partner_study.png"
@@ -71,6 +72,14 @@ def test_the_study_compares_each_protocol_with_runs_that_keep_the_other_at_its_d
                                               ("predation", "ss", 2): [partners2]}
     assert study_groups(runs, "comm_every") == {("predation", "ss", 1): [plain, old],
                                                 ("predation", "ss", 2): [every2]}
+
+
+def test_the_equality_figure_is_drawn_from_cleanup_runs(tmp_path):
+    run_grid(parse_grid({"out": str(tmp_path / "grid"), "algos": ["ippo"], "envs": ["cleanup"], "seeds": [0, 1],
+                         "common": {"episodes": 4, "batch": 2, "hidden": [16], "agents": 2}}), progress=False)
+    results = plot_all([tmp_path / "grid"], tmp_path / "figures", only=("equality",))
+    assert [p.name for p in results["equality"]] == ["fig_equality.png", "fig_equality.pdf"]
+    assert all(p.stat().st_size > 1000 for p in results["equality"])
 
 
 def test_figures_are_skipped_without_their_runs(grid_root, tmp_path):

@@ -296,6 +296,28 @@ def fig8_partner_study(groups: dict[Group, list[Run]], out: Path) -> Result:
     return save(fig, out, "fig8_partner_study")
 
 
+def fig_equality(groups: dict[Group, list[Run]], out: Path) -> Result:
+    """Equality (1 - Gini of the agents' returns) vs episode, one panel per env that reports it (Cleanup and
+    Harvest), mean and min-max band over seeds."""
+    envs = sorted({env for (env, _), runs in groups.items() if all("equality" in r.metrics[0] for r in runs)})
+    if not envs:
+        return "no runs whose metrics.csv has an equality column (cleanup, harvest)"
+    labels = in_paper_order(label for _, label in groups)
+    colour = colours(labels)
+    fig, axes = panels(len(envs))
+    for ax, env in zip(axes, envs):
+        for label in labels:
+            if (env, label) in groups:
+                band(ax, groups[(env, label)], metric("equality"), label, colour[label])
+        ax.set_title(f"{env}: equality")
+        episode_axis(ax, "equality")
+        ax.set_ylim(-0.02, 1.02)
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return save(fig, out, "fig_equality")
+
+
 def study_groups(runs: list[Run], field: str) -> dict[tuple[str, str, int], list[Run]]:
     """Runs by (env, algo, value of `field`), among those that keep every other study field at its default."""
     others = [f for f in STUDY_FIELDS if f != field]
@@ -313,7 +335,7 @@ def study_value(run: Run, field: str) -> int:
 
 FIGURES: dict[str, Callable[[dict[Group, list[Run]], Path], Result]] = {
     "1": fig1_training_curves, "2": fig2_final_bars, "3": fig3_predation_rates,
-    "4": fig4_rho0_ablation, "5": fig5_suggestions, "8": fig8_partner_study,
+    "4": fig4_rho0_ablation, "5": fig5_suggestions, "8": fig8_partner_study, "equality": fig_equality,
 }
 
 
@@ -342,13 +364,15 @@ def main(dirs: tuple[Path, ...], out: Path, only: tuple[str, ...]) -> None:
     Fig. 4 the rho = 0 ablation (SS, SS rho=0, IPPO on predation)
     Fig. 5 suggestion MSE; share of suggestions to approach (predation clusters with frames audit logs)
     Fig. 8 the partner / communication-frequency study (runs with partners or comm_every)
+    equality: 1 - Gini of the agents' returns vs episode (cleanup and harvest runs)
     """
     try:
         results = plot_all(list(dirs), out, only)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     for name, result in results.items():
+        title = f"Fig. {name}" if name.isdigit() else name.capitalize()
         if isinstance(result, str):
-            click.echo(f"Fig. {name}: skipped: {result}")
+            click.echo(f"{title}: skipped: {result}")
         else:
-            click.echo(f"Fig. {name}: {', '.join(str(p) for p in result)}")
+            click.echo(f"{title}: {', '.join(str(p) for p in result)}")

@@ -315,7 +315,7 @@ def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: boo
         cluster.stop()
     if failed is not None:
         print(f"{failed.label} (pid {failed.proc.pid}) ended the run ({death(failed.proc)}); "
-              f"last lines of {failed.log}:\n{failed.tail()}", file=sys.stderr)
+              f"last lines of {failed.log}:\n{failed.tail()}{oom_hint(failed.proc)}", file=sys.stderr)
         return 1
     return 0
 
@@ -323,6 +323,14 @@ def run_cluster(config: RunConfig, out: Path, progress: bool = True, resume: boo
 def death(proc: subprocess.Popen) -> str:
     """How a process that died without a word died: its signal, or (Ray) that its node was lost."""
     return getattr(proc, "cause", None) or signal_name(proc.returncode)
+
+
+def oom_hint(proc: subprocess.Popen) -> str:
+    """For a process killed by SIGKILL that no one here sent: where to look for the kernel's OOM killer."""
+    if getattr(proc, "cause", None) is None and proc.returncode == -signal.SIGKILL:
+        return ("\nSIGKILL that no process of the cluster sent usually comes from the kernel's OOM killer: see "
+                "`dmesg | grep -i 'killed process'`; large N runs in less memory with --suggester shared")
+    return ""
 
 
 def signal_name(code: int) -> str:

@@ -95,6 +95,7 @@ def test_a_failing_agent_stops_the_whole_cluster(tmp_path: Path) -> None:
         subprocess.run(["kill", "-9", str(victim["pid"])], check=True)
         assert cluster.wait(timeout=120) != 0
         assert "agent 1" in procs.log("cluster")
+        assert "OOM killer" in procs.log("cluster")  # a SIGKILL no one in the cluster sent: where to look
         wait_all_ended(listed)
 
 

@@ -159,22 +159,28 @@ def episode_axis(ax: plt.Axes, ylabel: str) -> None:
 Result = list[Path] | str
 
 
-def fig1_training_curves(groups: dict[Group, list[Run]], out: Path) -> Result:
-    """Fig. 1: normalised return vs episode, one panel per env, mean and min-max band over seeds."""
-    envs = sorted({env for env, _ in groups})
+def curves_by_env(groups: dict[Group, list[Run]], envs: list[str], column: str, what: str, out: Path,
+                  name: str) -> list[Path]:
+    """`column` vs episode, one panel per env in `envs`, one band (mean, min-max over seeds) per algo label."""
     labels = in_paper_order(label for _, label in groups)
     colour = colours(labels)
     fig, axes = panels(len(envs))
     for ax, env in zip(axes, envs):
         for label in labels:
             if (env, label) in groups:
-                band(ax, groups[(env, label)], metric("normalized_return"), label, colour[label])
-        ax.set_title(f"{env}: training curves")
-        episode_axis(ax, "normalized return")
+                band(ax, groups[(env, label)], metric(column), label, colour[label])
+        ax.set_title(f"{env}: {what}")
+        episode_axis(ax, column.replace("_", " "))
     handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
     fig.tight_layout()
     fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return save(fig, out, "fig1_training_curves")
+    return save(fig, out, name)
+
+
+def fig1_training_curves(groups: dict[Group, list[Run]], out: Path) -> Result:
+    """Fig. 1: normalised return vs episode, one panel per env, mean and min-max band over seeds."""
+    envs = sorted({env for env, _ in groups})
+    return curves_by_env(groups, envs, "normalized_return", "training curves", out, "fig1_training_curves")
 
 
 def fig2_final_bars(groups: dict[Group, list[Run]], out: Path) -> Result:
@@ -302,20 +308,7 @@ def fig_equality(groups: dict[Group, list[Run]], out: Path) -> Result:
     envs = sorted({env for (env, _), runs in groups.items() if all("equality" in r.metrics[0] for r in runs)})
     if not envs:
         return "no runs whose metrics.csv has an equality column (cleanup, harvest)"
-    labels = in_paper_order(label for _, label in groups)
-    colour = colours(labels)
-    fig, axes = panels(len(envs))
-    for ax, env in zip(axes, envs):
-        for label in labels:
-            if (env, label) in groups:
-                band(ax, groups[(env, label)], metric("equality"), label, colour[label])
-        ax.set_title(f"{env}: equality")
-        episode_axis(ax, "equality")
-        ax.set_ylim(-0.02, 1.02)
-    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
-    fig.tight_layout()
-    fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return save(fig, out, "fig_equality")
+    return curves_by_env(groups, envs, "equality", "equality", out, "fig_equality")
 
 
 def study_groups(runs: list[Run], field: str) -> dict[tuple[str, str, int], list[Run]]:

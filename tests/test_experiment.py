@@ -183,10 +183,12 @@ def test_results_table_adds_equality_where_an_env_reports_it(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("env,algo,seed,episodes,normalized_return,cc_rate,equality\n"
                     "predation,ss,0,8,-1.5,0.5,\ncleanup,ss,0,8,0.05,,0.5\ncleanup,ss,1,8,0.07,,0.7\n"
-                    "cleanup,ippo,0,8,0.0,,1.0\n")
+                    "cleanup,ippo,0,8,0.0,,1.0\nharvest,ss,0,8,0.0006,,0.8\n")
     returns, equality = results_table(path).split("\n\n", 1)
     assert returns.splitlines()[2:] == ["| predation | -1.50 ± 0.00 (n=1) |  |",
-                                        "| cleanup | 0.060 ± 0.010 (n=2) | 0.000 ± 0.000 (n=1) |"]
+                                        "| cleanup | 0.060 ± 0.010 (n=2) | 0.000 ± 0.000 (n=1) |",
+                                        "| harvest | 0.0006 ± 0.0000 (n=1) |  |"]
     assert equality.splitlines()[0].startswith("Equality")
     assert equality.splitlines()[2:] == ["| env | ss | ippo |", "|---|---|---|",
-                                         "| cleanup | 0.60 ± 0.10 (n=2) | 1.00 ± 0.00 (n=1) |"]
+                                         "| cleanup | 0.60 ± 0.10 (n=2) | 1.00 ± 0.00 (n=1) |",
+                                         "| harvest | 0.800 ± 0.000 (n=1) |  |"]

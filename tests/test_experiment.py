@@ -192,3 +192,12 @@ def test_results_table_adds_equality_where_an_env_reports_it(tmp_path):
     assert equality.splitlines()[2:] == ["| env | ss | ippo |", "|---|---|---|",
                                          "| cleanup | 0.60 ± 0.10 (n=2) | 1.00 ± 0.00 (n=1) |",
                                          "| harvest | 0.800 ± 0.000 (n=1) |  |"]
+
+
+def test_decimals_show_small_results_apart():
+    from coordinator.research.summary import decimals
+
+    assert decimals([-1.0, 0.2]) == 2
+    assert decimals([0.99, -0.5]) == 3
+    assert decimals([0.01, 0.0]) == 3
+    assert decimals([0.0099, -0.0003]) == 4

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from coordinator.research import plots
 from coordinator.research.experiment import parse_grid, run_grid
 from coordinator.research.plots import Run, find_runs, group_runs, plot_all, run_label, study_groups
 from coordinator.research.suggestions import approach_share, approach_share_given, replayed_states
@@ -58,6 +59,20 @@ def test_every_figure_is_written_or_skipped_with_a_reason(grid_root, tmp_path):
 
     study = plot_all([grid_root / "study"], tmp_path / "study", only=("8", "3"))
     assert set(study) == {"3", "8"} and study["8"][0].name == "fig8_partner_study.png"
+
+
+def test_one_legend_entry_per_algo_when_envs_have_different_seed_counts(grid_root, tmp_path, monkeypatch):
+    """A grid stopped part-way has more seeds in one env than another: the shared legend still names each
+    algo once, and each panel's title says how many seeds it averages."""
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda fig, out, name: drawn.append(fig) or [])
+    groups = group_runs(find_runs([grid_root / "grid"]))
+    groups[("predation", "ss")] = groups[("predation", "ss")][:1]
+    plots.fig1_training_curves(groups, tmp_path)
+    (fig,) = drawn
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["ss", "rho0", "ippo"]
+    assert [ax.get_title() for ax in fig.axes] == ["navigation: training curves (n=2)",
+                                                   "predation: training curves (n=1-2)"]
 
 
 def test_the_study_compares_each_protocol_with_runs_that_keep_the_other_at_its_default():

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from coordinator.cli import check_resumable
 from coordinator.launcher import run_cluster
 from coordinator.sim import Simulation
-from coordinator.research.summary import final_metrics
+from coordinator.research.summary import decimals, final_metrics
 from protocol.run.config import ALGORITHMS, RunConfig, load_toml, resolve
 from protocol.run.csvlog import read_rows
 from protocol.run.rundir import RunDir
@@ -198,7 +198,7 @@ def write_results(grid: Grid, all_cells: list[Cell]) -> Path:
 def results_table(results: Path) -> str:
     """results.csv as Markdown: one row per env, one column per algo (in the file's order), each cell the mean
     +- std over seeds of the final normalised return (collective return / (agents x T), the paper's scale)
-    and the number of seeds (2 decimals; 3 in an env row whose values are all below 1, 4 if all below 0.01);
+    and the number of seeds (the env row's `decimals`);
     then the same table of the final equality, for the envs that report it."""
     rows = read_rows(results)
     tables = [_table(rows, "normalized_return")]
@@ -217,8 +217,7 @@ def _table(rows: list[dict[str, str]], column: str) -> str:
     algos = list(dict.fromkeys(row["algo"] for row in rows))
     lines = ["| env | " + " | ".join(algos) + " |", "|---" * (len(algos) + 1) + "|"]
     for env in envs:
-        largest = max(abs(v) for (e, _), vs in finals.items() if e == env for v in vs)
-        digits = 2 if largest >= 1 else 3 if largest >= 0.01 else 4
+        digits = decimals([v for (e, _), vs in finals.items() if e == env for v in vs])
         cells = []
         for algo in algos:
             values = np.array(finals.get((env, algo), []))

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
 from coordinator.research.suggestions import approach_share, suggestion_mse  # noqa: E402
-from coordinator.research.summary import final_metrics  # noqa: E402
+from coordinator.research.summary import decimals, final_metrics  # noqa: E402
 from protocol.run.config import load_toml  # noqa: E402
 from protocol.run.csvlog import read_rows  # noqa: E402
 from protocol.run.rundir import RunDir  # noqa: E402
@@ -111,10 +111,13 @@ def metric(name: str) -> Callable[[Run], tuple[np.ndarray, np.ndarray]]:
     return lambda run: (run.column("episode"), run.column(name))
 
 
-def band(ax: plt.Axes, runs: list[Run], series: Callable, label: str, color: str | None = None) -> None:
-    """Mean over seeds as a line (SS's bolder), min-max over seeds as a band."""
+def band(ax: plt.Axes, runs: list[Run], series: Callable, label: str, color: str | None = None,
+         count: bool = True) -> None:
+    """Mean over seeds as a line (SS's bolder), min-max over seeds as a band; `count` adds "(n=seeds)" to
+    the legend label."""
     x, ys = stack(runs, series)
-    line, = ax.plot(x, ys.mean(0), label=f"{label} (n={len(runs)})", color=color, lw=2.4 if label == "ss" else 1.4)
+    line, = ax.plot(x, ys.mean(0), label=f"{label} (n={len(runs)})" if count else label, color=color,
+                    lw=2.4 if label == "ss" else 1.4)
     if len(runs) > 1:
         ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2, lw=0)
 
@@ -161,15 +164,18 @@ Result = list[Path] | str
 
 def curves_by_env(groups: dict[Group, list[Run]], envs: list[str], column: str, what: str, out: Path,
                   name: str) -> list[Path]:
-    """`column` vs episode, one panel per env in `envs`, one band (mean, min-max over seeds) per algo label."""
+    """`column` vs episode, one panel per env in `envs`, one band (mean, min-max over seeds) per algo label;
+    one legend of algo labels for all panels, each panel's seed count in its title."""
     labels = in_paper_order(label for _, label in groups)
     colour = colours(labels)
     fig, axes = panels(len(envs))
     for ax, env in zip(axes, envs):
+        seeds = sorted({len(groups[(env, label)]) for label in labels if (env, label) in groups})
         for label in labels:
             if (env, label) in groups:
-                band(ax, groups[(env, label)], metric(column), label, colour[label])
-        ax.set_title(f"{env}: {what}")
+                band(ax, groups[(env, label)], metric(column), label, colour[label], count=False)
+        ax.set_title(f"{env}: {what} (n={seeds[0]})" if len(seeds) == 1 else
+                     f"{env}: {what} (n={seeds[0]}-{seeds[-1]})")
         episode_axis(ax, column.replace("_", " "))
     handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
     fig.tight_layout()
@@ -194,9 +200,10 @@ def fig2_final_bars(groups: dict[Group, list[Run]], out: Path) -> Result:
         finals = [[final_metrics(r.path)["normalized_return"] for r in groups[(env, label)]] for label in labels]
         means, stds = [np.mean(f) for f in finals], [np.std(f) for f in finals]
         ticks = [f"{label}\nn={len(f)}" for label, f in zip(labels, finals)]
+        digits = decimals(means)
         ax.bar(ticks, means, yerr=stds, capsize=4, color=[colour[label] for label in labels])
         for x, (m, s) in enumerate(zip(means, stds)):  # the value just past the error bar's end
-            ax.annotate(f"{m:.2f}", (x, m - s if m < 0 else m + s), xytext=(0, -3 if m < 0 else 3),
+            ax.annotate(f"{m:.{digits}f}", (x, m - s if m < 0 else m + s), xytext=(0, -3 if m < 0 else 3),
                         textcoords="offset points", ha="center", va="top" if m < 0 else "bottom", fontsize=8)
         ax.margins(y=0.12)
         ax.set_title(f"{env}: final normalized return")

@@ -23,6 +23,13 @@ def final_metrics(run_dir: Path, fraction: float = 0.1) -> dict[str, float]:
             **{c: sum(float(r[c]) for r in tail) / len(tail) for c in columns}}
 
 
+def decimals(values: list[float]) -> int:
+    """Decimals that show a set of final results apart: 2, 3 if every |value| is below 1, 4 if below 0.01
+    (early Cleanup returns are ~0.0006 on the paper's scale)."""
+    largest = max(abs(v) for v in values)
+    return 2 if largest >= 1 else 3 if largest >= 0.01 else 4
+
+
 def main(argv: list[str]) -> None:
     runs = [Path(a) for a in argv if (Path(a) / "metrics.csv").exists()]
     if not runs:

@@ -174,8 +174,8 @@ def curves_by_env(groups: dict[Group, list[Run]], envs: list[str], column: str, 
         for label in labels:
             if (env, label) in groups:
                 band(ax, groups[(env, label)], metric(column), label, colour[label], count=False)
-        ax.set_title(f"{env}: {what} (n={seeds[0]})" if len(seeds) == 1 else
-                     f"{env}: {what} (n={seeds[0]}-{seeds[-1]})")
+        n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+        ax.set_title(f"{env}: {what} (n={n})")
         episode_axis(ax, column.replace("_", " "))
     handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
     fig.tight_layout()
